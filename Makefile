@@ -1,0 +1,39 @@
+# The whole set-up on a fresh machine: `make train` or `make test`.
+# .venv is (re)built when missing or older than pyproject.toml; torch is
+# installed first, pinned, so that no other (CUDA) build is downloaded.
+PY      := .venv/bin/python
+TORCH   := torch==2.13.0
+STAMP   := .venv/.installed
+
+.PHONY: train test lint format bench study compare clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[keras,dev]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+compare: $(STAMP)
+	$(PY) -m torch_rnnsin compare $(ARGS)
+
+study: $(STAMP)
+	$(PY) -m torch_rnnsin study $(ARGS)
+
+clean:
+	rm -rf .venv runs build *.egg-info .pytest_cache .ruff_cache

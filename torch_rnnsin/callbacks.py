@@ -1,0 +1,55 @@
+"""Lightning callbacks: an atomic periodic checkpoint and a one-line epoch progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from .io import atomic_path
+
+
+def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        trainer.save_checkpoint(tmp)
+
+
+class AtomicCheckpoint(pl.Callback):
+    """Checkpoint at the end of an epoch once ``every_s`` seconds have passed, and
+    at the end of training; written to a temporary name and renamed, so a kill
+    never leaves a truncated checkpoint."""
+
+    def __init__(self, path: Path, every_s: float = 5.0) -> None:
+        self.path = Path(path)
+        self.every_s = every_s
+        self._last = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s or trainer.current_epoch + 1 >= trainer.max_epochs:
+            save_checkpoint_atomic(trainer, self.path)
+            self._last = now
+
+
+class EpochProgress(pl.Callback):
+    """``epoch 12/1000  loss 1.2e-02  val 1.1e-02`` on one terminal line, ~10 times a second."""
+
+    def __init__(self) -> None:
+        self._shown = 0.0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = time.monotonic()
+        done = trainer.current_epoch + 1
+        if now - self._shown < 0.1 and done < trainer.max_epochs:
+            return
+        self._shown = now
+        h = pl_module.history[-1]
+        sys.stderr.write(
+            f"\repoch {done:>5}/{trainer.max_epochs}  loss {h['train_loss']:.3e}  "
+            f"val {h['val_loss']:.3e}"
+        )
+        if done >= trainer.max_epochs:
+            sys.stderr.write("\n")
+        sys.stderr.flush()

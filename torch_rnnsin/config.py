@@ -1,0 +1,142 @@
+"""Every setting of a training run, written once: the dataclass is the CLI's source.
+
+Defaults are the reference run of the lesson. ``validate`` checks a config
+before anything is created on disk; it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+ACCELERATORS = ("auto", "cpu", "gpu")
+TRAIN_MODES = ("stateless", "stateful")
+TARGET_MODES = ("last", "seq")
+
+
+@dataclass
+class TrainConfig:
+    steps_per_cycle: int = dataclasses.field(
+        default=10, metadata={"flag": "--steps-per-cycle", "help": "points per sine period"}
+    )
+    cycles: int = dataclasses.field(
+        default=500, metadata={"flag": "--cycles", "help": "number of sine periods"}
+    )
+    noise: float = dataclasses.field(
+        default=0.0, metadata={"flag": "--noise", "help": "phase-noise amplitude (random_factor)"}
+    )
+    seq_len: int = dataclasses.field(
+        default=2, metadata={"flag": "--seq-len", "help": "window length (BPTT length)"}
+    )
+    test_size: float = dataclasses.field(
+        default=0.25, metadata={"flag": "--test-size", "help": "fraction of the series held out"}
+    )
+    hidden: int = dataclasses.field(
+        default=1, metadata={"flag": "--hidden", "help": "hidden units of the RNN"}
+    )
+    batch_size: int = dataclasses.field(
+        default=600, metadata={"flag": "--batch-size", "help": "windows per batch (stateless)"}
+    )
+    epochs: int = dataclasses.field(default=1000, metadata={"flag": "--epochs", "help": "epochs"})
+    lr: float = dataclasses.field(
+        default=0.001, metadata={"flag": "--lr", "help": "RMSprop learning rate (Keras's)"}
+    )
+    seed: int = dataclasses.field(
+        default=0, metadata={"flag": "--seed", "help": "seed of noise, init and shuffling"}
+    )
+    accelerator: str = dataclasses.field(
+        default="auto",
+        metadata={"flag": "--accelerator", "help": "device", "choices": ACCELERATORS},
+    )
+    shuffle: bool = dataclasses.field(
+        default=True,
+        metadata={"flag": "--no-shuffle", "help": "keep the window order (Keras shuffle=False)"},
+    )
+    train_mode: str = dataclasses.field(
+        default="stateless",
+        metadata={
+            "flag": "--train-mode",
+            "help": "stateless windows, or state carried between chunks (truncated BPTT)",
+            "choices": TRAIN_MODES,
+        },
+    )
+    streams: int = dataclasses.field(
+        default=50,
+        metadata={"flag": "--streams", "help": "parallel streams for --train-mode stateful"},
+    )
+    targets: str = dataclasses.field(
+        default="last",
+        metadata={
+            "flag": "--targets",
+            "help": "stateful training loss: the point after each chunk (Keras "
+            "return_sequences=False) or the next point at every step",
+            "choices": TARGET_MODES,
+        },
+    )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def n_points(self) -> int:
+        return self.steps_per_cycle * self.cycles + 1
+
+    @property
+    def n_train(self) -> int:
+        return int(self.n_points * (1 - self.test_size))
+
+
+def _is_int(v) -> bool:  # noqa: ANN001
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ``ValueError("--flag VALUE: what is allowed")`` for the first bad setting."""
+
+    def bad(name: str, why: str) -> ValueError:
+        flag = TrainConfig.__dataclass_fields__[name].metadata["flag"]
+        return ValueError(f"{flag} {getattr(cfg, name)!r}: {why}")
+
+    for name in ("steps_per_cycle", "cycles", "seq_len", "hidden", "batch_size", "streams"):
+        v = getattr(cfg, name)
+        if not _is_int(v) or v < 1:
+            raise bad(name, "must be an integer >= 1")
+    if not _is_int(cfg.epochs) or cfg.epochs < 0:
+        raise bad("epochs", "must be an integer >= 0")
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise bad("seed", "must be an integer >= 0")
+    if not (math.isfinite(cfg.noise) and cfg.noise >= 0):
+        raise bad("noise", "must be a finite number >= 0")
+    if not (math.isfinite(cfg.test_size) and 0 < cfg.test_size < 1):
+        raise bad("test_size", "must be a number strictly between 0 and 1")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise bad("lr", "must be a finite number > 0")
+    if cfg.accelerator not in ACCELERATORS:
+        raise bad("accelerator", f"must be one of {', '.join(ACCELERATORS)}")
+    if cfg.train_mode not in TRAIN_MODES:
+        raise bad("train_mode", f"must be one of {', '.join(TRAIN_MODES)}")
+    if cfg.targets not in TARGET_MODES:
+        raise bad("targets", f"must be one of {', '.join(TARGET_MODES)}")
+    n_test = cfg.n_points - cfg.n_train
+    if cfg.n_train < 2 or n_test < 2:
+        raise bad(
+            "test_size",
+            f"splits {cfg.n_points} points into {cfg.n_train} train and {n_test} test; "
+            "each part needs at least 2",
+        )
+    shortest = min(cfg.n_train, n_test)
+    if cfg.seq_len >= shortest:
+        raise bad(
+            "seq_len",
+            f"must be < {shortest}, the length of the shorter of the train "
+            f"({cfg.n_train}) and test ({n_test}) parts",
+        )
+    if cfg.train_mode == "stateful":
+        stream_len = cfg.n_train // cfg.streams
+        if stream_len < cfg.seq_len + 1:
+            raise bad(
+                "streams",
+                f"cuts {cfg.n_train} training points into streams of {stream_len}; "
+                f"each needs at least seq_len + 1 = {cfg.seq_len + 1}",
+            )

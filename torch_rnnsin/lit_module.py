@@ -1,0 +1,86 @@
+"""A thin LightningModule around ``SinRNN``: steps, logging, the optimizer,
+and the random state a resumed run needs. The maths is in ``training``.
+
+One Lightning step is one epoch of the lesson (7 Keras mini-batches at the
+reference settings): Lightning's per-step cost is paid once an epoch, while
+checkpoints, callbacks, logging and CPU/GPU placement stay Lightning's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+
+from .model import SinRNN
+from .optim import KerasRMSprop
+from .training import mse, stateful_epoch, stateless_epoch
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class SinRNNModule(pl.LightningModule):
+    def __init__(
+        self,
+        hidden_size: int = 1,
+        lr: float = 0.001,
+        batch_size: int = 600,
+        shuffle: bool = True,
+        seed: int = 0,
+        train_mode: str = "stateless",
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # config: the whole run's settings, checked on --resume
+        torch.manual_seed(seed)  # Keras-style init drawn from the run's seed
+        self.model = SinRNN(hidden_size)
+        self.automatic_optimization = False  # several optimizer steps per Lightning step
+        self.shuffle_gen = torch.Generator().manual_seed(seed)
+        self.history: list[dict[str, float]] = []
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        return self.model(x, h0)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return KerasRMSprop(trainable, lr=self.hparams.lr)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        X, y, X_val, y_val = batch
+        opt = self.optimizers()
+        if self.hparams.train_mode == "stateless":
+            order = None
+            if self.hparams.shuffle:
+                # CPU generator: the same order on any device, and saved in checkpoints
+                order = torch.randperm(X.shape[0], generator=self.shuffle_gen).to(X.device)
+            loss = stateless_epoch(
+                self.model, opt, X, y, self.hparams.batch_size, order, self.manual_backward
+            )
+        else:
+            loss = stateful_epoch(self.model, opt, X, y, self.manual_backward)
+        val_loss = mse(self.model, X_val, y_val)
+        if not (math.isfinite(loss) and math.isfinite(val_loss)):
+            raise NonFiniteLossError(
+                f"loss became {loss} (val {val_loss}) in epoch {self.current_epoch + 1}; "
+                "training stopped (try a smaller --lr)"
+            )
+        self.history.append(
+            {"epoch": self.current_epoch + 1, "train_loss": loss, "val_loss": val_loss}
+        )
+        self.log_dict({"loss": loss, "val_loss": val_loss}, prog_bar=True, on_step=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        X, y = batch
+        self.log("val_loss", mse(self.model, X, y))
+
+    # Everything a resumed run needs beyond weights, optimizer and loop counters.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["shuffle_gen_state"] = self.shuffle_gen.get_state()
+        checkpoint["history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.shuffle_gen.set_state(checkpoint["shuffle_gen_state"])
+        self.history = list(checkpoint["history"])
