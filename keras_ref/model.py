@@ -94,7 +94,9 @@ def train_stateful(
         keras.utils.set_random_seed(seed)
     K, B, L, _ = X.shape
     seq_targets = y.ndim == 4
-    model = define_model(L, batch_size=B, stateful=True, hidden=hidden, return_sequences=seq_targets)
+    model = define_model(
+        L, batch_size=B, stateful=True, hidden=hidden, return_sequences=seq_targets
+    )
     if initial_weights is not None:
         model.set_weights([np.asarray(w, np.float32) for w in initial_weights])
     hist = model.fit(
@@ -135,7 +137,9 @@ def predict_stateful(model: keras.Model, values: np.ndarray) -> tuple[np.ndarray
     Returns (pred (n,), hidden (n, H)); pred[0] = x_0, hidden[0] = 0."""
     values = np.asarray(values, np.float32)
     n = len(values)
-    probe = define_model(1, batch_size=1, stateful=True, hidden=_hidden_size(model), with_hidden=True)
+    probe = define_model(
+        1, batch_size=1, stateful=True, hidden=_hidden_size(model), with_hidden=True
+    )
     probe.set_weights(model.get_weights())
     probe.get_layer("RNN").reset_state()
     pred = np.empty(n, np.float32)

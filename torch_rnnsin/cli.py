@@ -33,7 +33,9 @@ def _number(kind):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
 
     parse.__name__ = kind.__name__
     return parse
@@ -45,7 +47,9 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):  # --no-X switches off a default-True setting
             parser.add_argument(meta["flag"], dest=f.name, action="store_false", help=meta["help"])
             continue
-        kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+        kind = {"int": int, "float": float, "str": str}[
+            f.type if isinstance(f.type, str) else f.type.__name__
+        ]
         parser.add_argument(
             meta["flag"],
             dest=f.name,
@@ -62,15 +66,28 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_parser(prog: str = "train.py") -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Train the 5-weight sine RNN (PyTorch + Lightning) "
-                "and compare stateless with stateful prediction.")
+    p = _Parser(
+        prog=prog,
+        description="Train the 5-weight sine RNN (PyTorch + Lightning) "
+        "and compare stateless with stateful prediction.",
+    )
     add_config_args(p)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<timestamp>)")
-    p.add_argument("--init-keras", metavar="PATH", default=None,
-                   help="initial weights in Keras order: .weights.h5, .keras or .npz")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--keras", action="store_true", help="run 'compare' instead: Keras vs torch vs NumPy")
-    p.add_argument("--keras-model", metavar="FILE", default=None, help="with --keras: Keras weights to compare")
+    p.add_argument(
+        "--init-keras",
+        metavar="PATH",
+        default=None,
+        help="initial weights in Keras order: .weights.h5, .keras or .npz",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument(
+        "--keras", action="store_true", help="run 'compare' instead: Keras vs torch vs NumPy"
+    )
+    p.add_argument(
+        "--keras-model", metavar="FILE", default=None, help="with --keras: Keras weights to compare"
+    )
     return p
 
 

@@ -115,7 +115,9 @@ def _var_groups(h5) -> dict[str, list[np.ndarray]]:
 
     found: dict[str, list[np.ndarray]] = {}
     if "layers" not in h5:
-        raise ValueError(f"no 'layers' group (found {sorted(h5.keys())}); not a Keras 3 weights file")
+        raise ValueError(
+            f"no 'layers' group (found {sorted(h5.keys())}); not a Keras 3 weights file"
+        )
 
     def visit(name: str, obj) -> None:
         if isinstance(obj, h5py.Group) and name.endswith("vars") and len(obj):

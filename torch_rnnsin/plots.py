@@ -60,7 +60,9 @@ def plot_predictions(
     ax2.plot(t, np.abs(stateless - values), lw=0.8, label="stateless")
     ax2.plot(t, np.abs(stateful - values), lw=0.8, label="stateful")
     ax2.set_yscale("log")
-    ax2.set(xlabel="test time step", ylabel="|error|", title="Absolute error over the whole test series")
+    ax2.set(
+        xlabel="test time step", ylabel="|error|", title="Absolute error over the whole test series"
+    )
     ax2.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
@@ -94,7 +96,11 @@ def plot_run(out: Path, history, values, preds: dict, mses: dict) -> list[Path]:
     paths = [out / "loss.png", out / "predictions.png", out / "hidden.png"]
     plot_losses(history, paths[0])
     plot_predictions(
-        values, preds["stateless"][0], preds["stateful"][0], (mses["stateless"], mses["stateful"]), paths[1]
+        values,
+        preds["stateless"][0],
+        preds["stateful"][0],
+        (mses["stateless"], mses["stateful"]),
+        paths[1],
     )
     plot_hidden(values, preds["stateless"][1], preds["stateful"][1], paths[2])
     return paths

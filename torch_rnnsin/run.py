@@ -86,20 +86,26 @@ def prepare(
             raise RunError(f"--init-keras {init_keras!r}: {e}") from None
         except ValueError as e:
             msg = str(e)
-            raise RunError(msg if init_keras in msg else f"--init-keras {init_keras}: {msg}") from None
+            raise RunError(
+                msg if init_keras in msg else f"--init-keras {init_keras}: {msg}"
+            ) from None
     ckpt = None
     if resume:
         ckpt = check_resume(cfg, out)
     elif out.exists() and (out / CHECKPOINT).exists():
-        raise RunError(f"--out {out}: already holds a run; add --resume to continue it, or choose another --out")
+        raise RunError(
+            f"--out {out}: already holds a run; add --resume to continue it, or choose another --out"
+        )
     return weights, ckpt
 
 
 def _quiet_lightning() -> None:
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """Before Lightning is imported: no start-up banners or deprecation noise."""
     import warnings
 
+    warnings.filterwarnings("ignore", message=".*treespec.*deprecated.*")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
 
@@ -109,7 +115,9 @@ def make_trainer(cfg: TrainConfig, out: Path, progress: bool):
 
     from .callbacks import AtomicCheckpoint, EpochProgress
 
-    callbacks = [AtomicCheckpoint(out / CHECKPOINT, every_s=float(os.environ.get("RNNSIN_CKPT_EVERY_S", 5)))]
+    callbacks = [
+        AtomicCheckpoint(out / CHECKPOINT, every_s=float(os.environ.get("RNNSIN_CKPT_EVERY_S", 5)))
+    ]
     if progress:
         callbacks.append(EpochProgress())
     return pl.Trainer(
@@ -159,6 +167,7 @@ def train_run(
     progress: bool | None = None,
 ) -> dict:
     """Train (or resume), evaluate both prediction modes on the test part, write the run folder."""
+    _quiet_lightning()
     import torch
 
     from .convert import keras_to_torch, torch_to_keras
@@ -168,12 +177,17 @@ def train_run(
     from .predict import predict_stateful, predict_stateless
 
     torch.set_num_threads(1)  # faster than 2 at this size (per-op overhead dominates)
-    _quiet_lightning()
     progress = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
     dm = SineDataModule(cfg)
     module = SinRNNModule(
-        cfg.hidden, cfg.lr, cfg.batch_size, cfg.shuffle, cfg.seed, cfg.train_mode, config=cfg.to_dict()
+        cfg.hidden,
+        cfg.lr,
+        cfg.batch_size,
+        cfg.shuffle,
+        cfg.seed,
+        cfg.train_mode,
+        config=cfg.to_dict(),
     )
     if init_weights is not None:
         keras_to_torch(init_weights, module.model)

@@ -1,0 +1,46 @@
+"""Contender: a plain PyTorch loop, no Lightning — the same model, data, batches,
+optimizer and epoch function as train.py. Run as a whole process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from torch_rnnsin.config import TrainConfig
+from torch_rnnsin.data import make_windows, sine_wave, split_series
+from torch_rnnsin.model import SinRNN
+from torch_rnnsin.optim import KerasRMSprop
+from torch_rnnsin.training import mse, stateless_epoch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    cfg = TrainConfig(epochs=args.epochs)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    series = sine_wave(cfg.steps_per_cycle, cfg.cycles, cfg.noise, seed=cfg.seed)[
+        "sin_t"
+    ].to_numpy()
+    train, test = split_series(series, cfg.test_size)
+    dev = torch.device(args.device)
+    X, y = (torch.from_numpy(a).to(dev) for a in make_windows(train, cfg.seq_len))
+    Xv, yv = (torch.from_numpy(a).to(dev) for a in make_windows(test, cfg.seq_len))
+    torch.manual_seed(cfg.seed)
+    model = SinRNN(cfg.hidden).to(dev)
+    opt = KerasRMSprop([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(X.shape[0], generator=gen).to(dev)
+        loss = stateless_epoch(model, opt, X, y, cfg.batch_size, order)
+        val = mse(model, Xv, yv)
+    print(json.dumps({"train_s": time.perf_counter() - t0, "loss": loss, "val_loss": val}))
+
+
+if __name__ == "__main__":
+    main()

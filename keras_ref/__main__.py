@@ -1,0 +1,104 @@
+"""``python -m keras_ref run --out DIR [train flags] [--weights FILE] [--init-keras FILE]``
+
+Trains the Keras reference with train.py's settings (or loads --weights), then
+writes DIR/keras.weights.h5, DIR/keras_predictions.npz (both prediction modes
+and hidden states on the test part) and DIR/keras_metrics.json. This is how
+torch_rnnsin's ``compare`` and the benchmark run Keras: in its own process, so
+that torch_rnnsin never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from torch_rnnsin.cli import add_config_args, config_from
+from torch_rnnsin.config import validate
+from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m keras_ref", description=__doc__)
+    p.add_argument("command", choices=["run"])
+    add_config_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--weights", help="skip training: Keras weights to evaluate")
+    p.add_argument("--init-keras", help="initial weights (.weights.h5, .keras or .npz)")
+    p.add_argument("--no-predict", action="store_true", help="train only (benchmark)")
+    args = p.parse_args(argv)
+    cfg = config_from(args)
+    try:
+        validate(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from torch_rnnsin.convert import load_keras_weights
+
+    init = load_keras_weights(args.init_keras) if args.init_keras else None
+    import keras
+
+    from . import model as kr
+
+    series = sine_wave(cfg.steps_per_cycle, cfg.cycles, cfg.noise, seed=cfg.seed)[
+        "sin_t"
+    ].to_numpy()
+    train, test = split_series(series, cfg.test_size)
+    t0 = time.perf_counter()
+    history: dict = {}
+    if args.weights:
+        model = kr.define_model(cfg.seq_len, hidden=cfg.hidden)
+        model.set_weights(load_keras_weights(args.weights))
+    elif cfg.train_mode == "stateless":
+        X, y = make_windows(train, cfg.seq_len)
+        model, history = kr.train(
+            X,
+            y,
+            make_windows(test, cfg.seq_len),
+            hidden=cfg.hidden,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
+            shuffle=cfg.shuffle,
+            initial_weights=init,
+            seed=cfg.seed,
+        )
+    else:
+        X, y = make_stream_chunks(train, cfg.seq_len, cfg.streams, cfg.targets)
+        model, history = kr.train_stateful(
+            X, y, hidden=cfg.hidden, epochs=cfg.epochs, initial_weights=init, seed=cfg.seed
+        )
+    seconds = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "seconds": seconds,
+        "train_loss": history.get("loss", [float("nan")])[-1],
+        "val_loss": history.get("val_loss", [float("nan")])[-1],
+        "keras_version": keras.__version__,
+    }
+    if not args.no_predict:
+        test = test.astype(np.float32)
+        sl, hsl = kr.predict_stateless(model, test, cfg.seq_len)
+        t1 = time.perf_counter()
+        sf, hsf = kr.predict_stateful(model, test)
+        metrics["stateful_predict_seconds"] = time.perf_counter() - t1
+        metrics["stateless_mse"] = float(np.mean((sl[cfg.seq_len :] - test[cfg.seq_len :]) ** 2))
+        metrics["stateful_mse"] = float(np.mean((sf[1:] - test[1:]) ** 2))
+        np.savez(
+            args.out / "keras_predictions.npz",
+            test=test,
+            stateless=sl,
+            stateless_hidden=hsl,
+            stateful=sf,
+            stateful_hidden=hsf,
+        )
+    model.save_weights(args.out / "keras.weights.h5")
+    (args.out / "keras_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Shared fixtures. The Keras cross-checks are the centrepiece: with CI=true they
+must run, and a missing TensorFlow is a failure, never a skip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def kr():
+    """The keras_ref package (imports TensorFlow)."""
+    try:
+        import keras_ref
+    except ImportError as e:
+        if IN_CI:
+            pytest.fail(f"CI=true and the Keras reference cannot be imported: {e}")
+        pytest.skip(f"Keras/TensorFlow not installed ({e}); install the 'keras' extra")
+    return keras_ref
+
+
+def random_keras_weights(hidden: int, seed: int, scale: float = 0.8) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shapes = [(1, hidden), (hidden, hidden), (hidden,), (hidden, 1), (1,)]
+    return [rng.uniform(-scale, scale, size=s).astype(np.float32) for s in shapes]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
