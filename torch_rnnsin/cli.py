@@ -91,6 +91,16 @@ def train_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     return p
 
 
+def _hidden_from_weights(cfg: TrainConfig, path: str) -> TrainConfig:
+    """Without an explicit --hidden, the initial weights decide the hidden size."""
+    from .convert import load_keras_weights
+
+    try:
+        return dataclasses.replace(cfg, hidden=int(load_keras_weights(path)[0].shape[1]))
+    except (OSError, ValueError):
+        return cfg  # prepare() reports the bad file with the full message
+
+
 def fail(message: str, code: int = 2) -> int:
     sys.stderr.write(f"error: {message}\n")
     return code
@@ -103,6 +113,8 @@ def main_train(argv: list[str], prog: str = "train.py") -> int:
     from .run import RunError, default_out, prepare, summary_table, train_run
 
     cfg = config_from(args)
+    if args.init_keras and not any(a == "--hidden" or a.startswith("--hidden=") for a in argv):
+        cfg = _hidden_from_weights(cfg, args.init_keras)
     out = args.out or default_out()
     if args.resume and args.out is None:
         return fail("--resume needs --out DIR, the run to continue")
@@ -115,7 +127,9 @@ def main_train(argv: list[str], prog: str = "train.py") -> int:
     try:
         metrics = train_run(cfg, out, init, ckpt)
     except NonFiniteLossError as e:
-        return fail(f"{e}; the last good checkpoint is kept in {out}", code=1)
+        ckpt = out / "last.ckpt"
+        kept = f"; the last good checkpoint is kept: {ckpt}" if ckpt.exists() else ""
+        return fail(f"{e}{kept}", code=1)
     except KeyboardInterrupt:
         return fail(f"interrupted; continue with --out {out} --resume", code=130)
     print(summary_table(metrics, out))

@@ -192,6 +192,8 @@ def train_run(
     if init_weights is not None:
         keras_to_torch(init_weights, module.model)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp*"):  # left by a killed run; never a finished file
+        stale.unlink()
     trainer = make_trainer(cfg, out, progress)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,155 @@
+"""train.py end to end: the files it writes, its speed to answer, its errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from conftest import random_keras_weights, run_cli
+from torch_rnnsin.convert import load_keras_weights, save_keras_weights
+
+SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]
+RUN_FILES = {
+    "metrics.json", "keras_weights.npz", "last.ckpt", "history.csv", "predictions.csv",
+    "loss.png", "predictions.png", "hidden.png",
+}
+
+
+def test_help_is_fast():
+    t = time.perf_counter()
+    r = run_cli("--help")
+    assert r.returncode == 0 and "--seq-len" in r.stdout and "--init-keras" in r.stdout
+    assert time.perf_counter() - t < 2.0
+
+
+def test_train_writes_every_file(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(*SMALL, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("train_loss", "val_loss", "stateless_mse", "stateful_mse", "epochs", "seconds"):
+        assert np.isfinite(m[key]), key
+    assert m["epochs"] == 30
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,val_loss" and len(lines) == 31
+    w = load_keras_weights(out / "keras_weights.npz")
+    assert [a.shape for a in w] == [(1, 1), (1, 1), (1,), (1, 1), (1,)]
+    assert "stateless test MSE" in r.stdout and "stateful test MSE" in r.stdout
+    assert r.stderr.strip() == ""  # quiet when not on a terminal
+    for png in ("loss.png", "predictions.png", "hidden.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_init_keras_sets_hidden_size_and_start(tmp_path):
+    w = random_keras_weights(3, seed=1)
+    save_keras_weights(w, tmp_path / "init.weights.h5")
+    out = tmp_path / "run"
+    r = run_cli(*SMALL[:2], "--epochs", "0", "--init-keras", str(tmp_path / "init.weights.h5"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    got = load_keras_weights(out / "keras_weights.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True))  # 0 epochs: unchanged
+
+
+def _bad_files(tmp_path):
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    few = tmp_path / "few.npz"
+    np.savez(few, *random_keras_weights(1, 0)[:3])
+    h3 = tmp_path / "h3.npz"
+    np.savez(h3, *random_keras_weights(3, 0))
+    return {"junk": str(junk), "few": str(few), "h3": str(h3), "missing": str(tmp_path / "nope.npz")}
+
+
+BAD = [
+    (["--seq-len", "0"], "--seq-len 0"),
+    (["--seq-len", "-3"], "--seq-len -3"),
+    (["--seq-len", "6000"], "--seq-len 6000"),
+    (["--seq-len", "two"], "'two'"),
+    (["--test-size", "0"], "--test-size 0"),
+    (["--test-size", "1.5"], "--test-size 1.5"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--epochs", "-1"], "--epochs -1"),
+    (["--noise", "nan"], "--noise nan"),
+    (["--noise", "-1"], "--noise -1"),
+    (["--steps-per-cycle", "0"], "--steps-per-cycle 0"),
+    (["--cycles", "0"], "--cycles 0"),
+    (["--hidden", "0"], "--hidden 0"),
+    (["--lr", "0"], "--lr 0"),
+    (["--accelerator", "tpu9"], "--accelerator 'tpu9'"),
+    (["--init-keras", "{missing}"], "nope.npz"),
+    (["--init-keras", "{junk}"], "junk.weights.h5"),
+    (["--init-keras", "{few}"], "few.npz"),
+    (["--init-keras", "{h3}", "--hidden", "1"], "hidden size 3"),
+    (["--resume"], "--resume"),
+]
+
+
+@pytest.mark.parametrize("args,named", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, named):
+    files = _bad_files(tmp_path)
+    out = tmp_path / "out"
+    args = [a.format(**files) for a in args]
+    r = run_cli(*args, "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert named in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_gpu_where_none_exists_is_a_clean_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; scripts/gpu_check.sh covers it")
+    r = run_cli("--accelerator", "gpu", "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "--accelerator 'gpu'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(*SMALL[:2], "--epochs", "2", "--out", str(out)).returncode == 0
+    before = (out / "metrics.json").read_bytes()
+    r = run_cli(*SMALL[:2], "--epochs", "2", "--out", str(out))
+    assert r.returncode == 2 and "--resume" in r.stderr
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_non_finite_loss_exits_1_with_a_clear_message(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("--cycles", "60", "--epochs", "5", "--lr", "3e17", "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert "loss became" in r.stderr and "--lr" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (out / "metrics.json").exists()
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """A loss that turns NaN in epoch 4: the checkpoint of epoch 3 stays, finite."""
+    import torch_rnnsin.lit_module as lm
+    from torch_rnnsin.config import TrainConfig
+    from torch_rnnsin.run import load_checkpoint, train_run
+
+    real = lm.stateless_epoch
+    calls = {"n": 0}
+
+    def failing_epoch(*args, **kwargs):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 4 else real(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "stateless_epoch", failing_epoch)
+    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0")  # a checkpoint every epoch
+    out = tmp_path / "run"
+    with pytest.raises(lm.NonFiniteLossError, match="epoch 4"):
+        train_run(TrainConfig(cycles=60, epochs=10), out, progress=False)
+    ckpt = load_checkpoint(out / "last.ckpt")
+    assert len(ckpt["history"]) == 3
+    assert all(np.isfinite(v.numpy()).all() for v in ckpt["state_dict"].values())
+    assert not (out / "metrics.json").exists()

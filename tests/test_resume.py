@@ -1,0 +1,80 @@
+"""A run killed with SIGKILL and resumed ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import ROOT, run_cli
+from torch_rnnsin.convert import load_keras_weights
+from torch_rnnsin.run import load_checkpoint
+
+FLAGS = ["--cycles", "100", "--epochs", "300", "--batch-size", "100", "--noise", "0.2", "--seed", "3"]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.2")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *FLAGS, "--out", str(killed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+    )
+    ckpt = killed / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.6)  # well into training, a few checkpoints later
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    epoch_at_kill = len(load_checkpoint(ckpt)["history"])
+    assert 0 < epoch_at_kill < 300
+    assert not (killed / "metrics.json").exists()
+
+    r = run_cli(*FLAGS, "--out", str(killed), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert run_cli(*FLAGS, "--out", str(full)).returncode == 0
+
+    a, b = load_keras_weights(full / "keras_weights.npz"), load_keras_weights(killed / "keras_weights.npz")
+    for x, y in zip(a, b, strict=True):
+        assert np.abs(x - y).max() <= 1e-6
+    # no epoch lost or repeated, and every epoch's losses the same
+    assert (full / "history.csv").read_text() == (killed / "history.csv").read_text()
+    assert not [p.name for p in killed.iterdir() if ".tmp" in p.name]  # stale temp files cleared
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("--cycles", "60", "--epochs", "2", "--out", str(out)).returncode == 0
+    r = run_cli("--cycles", "60", "--epochs", "2", "--seed", "5", "--out", str(out), "--resume")
+    assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and "Traceback" not in r.stderr
+    # a longer run may continue a finished one
+    r = run_cli("--cycles", "60", "--epochs", "4", "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(tmp_path):
+    import torch
+
+    out = tmp_path / "run"
+    assert run_cli("--cycles", "60", "--epochs", "2", "--out", str(out)).returncode == 0
+    ckpt = torch.load(out / "last.ckpt", weights_only=True)  # raises if anything needs pickle
+    assert ckpt["hyper_parameters"]["config"]["cycles"] == 60
+    # a pickle that would run code is refused, not executed
+    evil = tmp_path / "evil"
+    evil.mkdir()
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"x": Boom()}, evil / "last.ckpt")
+    r = run_cli("--cycles", "60", "--epochs", "2", "--out", str(evil), "--resume")
+    assert r.returncode == 2 and "not a loadable checkpoint" in r.stderr
+    assert not (tmp_path / "pwned").exists()
