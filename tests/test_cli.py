@@ -7,14 +7,20 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import random_keras_weights, run_cli
+
 from torch_rnnsin.convert import load_keras_weights, save_keras_weights
 
 SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]
 RUN_FILES = {
-    "metrics.json", "keras_weights.npz", "last.ckpt", "history.csv", "predictions.csv",
-    "loss.png", "predictions.png", "hidden.png",
+    "metrics.json",
+    "keras_weights.npz",
+    "last.ckpt",
+    "history.csv",
+    "predictions.csv",
+    "loss.png",
+    "predictions.png",
+    "hidden.png",
 }
 
 
@@ -49,7 +55,15 @@ def test_init_keras_sets_hidden_size_and_start(tmp_path):
     w = random_keras_weights(3, seed=1)
     save_keras_weights(w, tmp_path / "init.weights.h5")
     out = tmp_path / "run"
-    r = run_cli(*SMALL[:2], "--epochs", "0", "--init-keras", str(tmp_path / "init.weights.h5"), "--out", str(out))
+    r = run_cli(
+        *SMALL[:2],
+        "--epochs",
+        "0",
+        "--init-keras",
+        str(tmp_path / "init.weights.h5"),
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     got = load_keras_weights(out / "keras_weights.npz")
     assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True))  # 0 epochs: unchanged
@@ -62,7 +76,12 @@ def _bad_files(tmp_path):
     np.savez(few, *random_keras_weights(1, 0)[:3])
     h3 = tmp_path / "h3.npz"
     np.savez(h3, *random_keras_weights(3, 0))
-    return {"junk": str(junk), "few": str(few), "h3": str(h3), "missing": str(tmp_path / "nope.npz")}
+    return {
+        "junk": str(junk),
+        "few": str(few),
+        "h3": str(h3),
+        "missing": str(tmp_path / "nope.npz"),
+    }
 
 
 BAD = [

@@ -9,12 +9,23 @@ import sys
 import time
 
 import numpy as np
-
 from conftest import ROOT, run_cli
+
 from torch_rnnsin.convert import load_keras_weights
 from torch_rnnsin.run import load_checkpoint
 
-FLAGS = ["--cycles", "100", "--epochs", "300", "--batch-size", "100", "--noise", "0.2", "--seed", "3"]
+FLAGS = [
+    "--cycles",
+    "100",
+    "--epochs",
+    "300",
+    "--batch-size",
+    "100",
+    "--noise",
+    "0.2",
+    "--seed",
+    "3",
+]
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
@@ -22,7 +33,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     full, killed = tmp_path / "full", tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *FLAGS, "--out", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
     )
     ckpt = killed / "last.ckpt"
     deadline = time.monotonic() + 120
@@ -40,7 +53,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     assert run_cli(*FLAGS, "--out", str(full)).returncode == 0
 
-    a, b = load_keras_weights(full / "keras_weights.npz"), load_keras_weights(killed / "keras_weights.npz")
+    a, b = (
+        load_keras_weights(full / "keras_weights.npz"),
+        load_keras_weights(killed / "keras_weights.npz"),
+    )
     for x, y in zip(a, b, strict=True):
         assert np.abs(x - y).max() <= 1e-6
     # no epoch lost or repeated, and every epoch's losses the same

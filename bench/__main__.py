@@ -1,0 +1,173 @@
+"""``python -m bench``: the reference run (1000 epochs, batch 600, seq_len 2) as whole
+processes, contenders alternating round by round, medians and ratios to train.py.
+
+    1 Keras fit (keras_ref)   2 plain PyTorch loop   3 train.py (Lightning)
+    4 NumPy with hand-derived gradients (the floor for a Python program)
+
+Also: stateful prediction of the test series, and ``train.py --help`` start-up.
+Writes bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of one whole process.
+
+    ``os.wait4`` gives this child's own peak memory (``RUSAGE_CHILDREN`` would be
+    a running maximum over every child so far)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-2000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def contenders(epochs: int, accelerator: str, out: Path) -> dict[str, list[str]]:
+    py = sys.executable
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    return {
+        "Keras fit": [
+            py,
+            "-m",
+            "keras_ref",
+            "run",
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(out / "keras"),
+            "--no-predict",
+        ],
+        "plain PyTorch loop": [
+            py,
+            "-m",
+            "bench.plain_loop",
+            "--epochs",
+            str(epochs),
+            "--device",
+            device,
+        ],
+        "train.py (Lightning)": [
+            py,
+            "train.py",
+            "--epochs",
+            str(epochs),
+            "--accelerator",
+            accelerator,
+            "--out",
+            str(out / "train"),
+        ],
+        "NumPy, hand gradients": [py, "-m", "bench.numpy_loop", "--epochs", str(epochs)],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="about a minute: 30 epochs, 2 rounds, no Keras prediction bench",
+    )
+    p.add_argument("--no-keras", action="store_true", help="leave Keras out")
+    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
+    args = p.parse_args()
+    if args.quick:
+        args.epochs, args.rounds = 30, 2
+    tmp = Path(tempfile.mkdtemp(prefix="rnnsin-bench-"))
+    cmds = contenders(args.epochs, args.accelerator, tmp)
+    if args.no_keras:
+        cmds.pop("Keras fit")
+    walls: dict[str, list[float]] = {k: [] for k in cmds}
+    peaks: dict[str, list[float]] = {k: [] for k in cmds}
+    helps: list[float] = []
+    try:
+        for r in range(args.rounds):
+            order = list(cmds) if r % 2 == 0 else list(reversed(cmds))  # alternate, both directions
+            for name in order:
+                shutil.rmtree(tmp / "train", ignore_errors=True)
+                wall, peak, _ = run_timed(cmds[name])
+                walls[name].append(wall)
+                peaks[name].append(peak)
+                print(
+                    f"round {r + 1}/{args.rounds}  {name:<24} {wall:7.2f} s  {peak:6.0f} MiB",
+                    file=sys.stderr,
+                )
+            helps.append(run_timed([sys.executable, "train.py", "--help"])[0])
+        pred_cmd = [
+            sys.executable,
+            "-m",
+            "bench.predict",
+            "--device",
+            "cuda" if args.accelerator == "gpu" else "cpu",
+        ]
+        if not args.no_keras and not args.quick:
+            pred_cmd.append("--keras")
+        pred = json.loads(run_timed(pred_cmd)[2])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    ref = statistics.median(walls["train.py (Lightning)"])
+    lines = [
+        f"# Benchmark: the reference run, {args.epochs} epochs, batch 600, seq_len 2",
+        "",
+        f"{datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, accelerator {args.accelerator}; whole processes "
+        f"(start-up, imports, data, training and, for train.py, its outputs), median of {args.rounds} alternating rounds.",
+        "",
+        "| contender | wall time (s) | peak memory (MiB) | time / train.py |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in cmds:
+        med = statistics.median(walls[name])
+        lines.append(
+            f"| {name} | {med:.2f} | {statistics.median(peaks[name]):.0f} | {med / ref:.2f}x |"
+        )
+    lines += [
+        "",
+        f"- `train.py --help`: {statistics.median(helps):.2f} s (median of {len(helps)})",
+        f"- stateful prediction of the {pred['n_points']}-point test series, torch one pass: "
+        f"{pred['torch_stateful_s'] * 1000:.2f} ms (stateless: {pred['torch_stateless_s'] * 1000:.2f} ms)",
+    ]
+    if "keras_stateful_s" in pred:
+        lines.append(
+            f"- the same with Keras, `predict_on_batch` per step: {pred['keras_stateful_s'] * 1000:.0f} ms "
+            f"({pred['keras_stateful_s'] / pred['torch_stateful_s']:.0f}x torch); Keras stateless "
+            f"`predict`: {pred['keras_stateless_s'] * 1000:.1f} ms"
+        )
+    if "Keras fit" in cmds:
+        k = statistics.median(walls["Keras fit"])
+        lines.append(
+            f"- train.py is {k / ref:.1f}x faster than Keras fit and takes "
+            f"{ref / statistics.median(walls['plain PyTorch loop']):.2f}x the plain PyTorch loop's time"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.results.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
