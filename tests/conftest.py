@@ -43,3 +43,23 @@ def run_cli(
         cwd=cwd or ROOT,
         timeout=timeout,
     )
+
+
+SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """One finished train.py run (SMALL flags), shared by the tests that only read it
+    or copy it: each CLI process costs seconds of imports."""
+    out = tmp_path_factory.mktemp("small") / "run"
+    r = run_cli(*SMALL, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst

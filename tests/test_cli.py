@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import random_keras_weights, run_cli
+from conftest import SMALL, copy_run, random_keras_weights, run_cli
 
 from torch_rnnsin.convert import load_keras_weights, save_keras_weights
 
-SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]
 RUN_FILES = {
     "metrics.json",
     "keras_weights.npz",
@@ -31,10 +30,8 @@ def test_help_is_fast():
     assert time.perf_counter() - t < 2.0
 
 
-def test_train_writes_every_file(tmp_path):
-    out = tmp_path / "run"
-    r = run_cli(*SMALL, "--out", str(out))
-    assert r.returncode == 0, r.stderr
+def test_train_writes_every_file(small_run):
+    out, r = small_run
     assert RUN_FILES <= {p.name for p in out.iterdir()}
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
     m = json.loads((out / "metrics.json").read_text())
@@ -132,11 +129,10 @@ def test_gpu_where_none_exists_is_a_clean_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_existing_run_is_not_overwritten(tmp_path):
-    out = tmp_path / "run"
-    assert run_cli(*SMALL[:2], "--epochs", "2", "--out", str(out)).returncode == 0
+def test_existing_run_is_not_overwritten(small_run, tmp_path):
+    out = copy_run(small_run[0], tmp_path / "run")
     before = (out / "metrics.json").read_bytes()
-    r = run_cli(*SMALL[:2], "--epochs", "2", "--out", str(out))
+    r = run_cli(*SMALL, "--out", str(out))
     assert r.returncode == 2 and "--resume" in r.stderr
     assert (out / "metrics.json").read_bytes() == before
 

@@ -142,13 +142,67 @@ def test_lightning_run_reaches_keras_weights(kr, tmp_path):
         assert np.abs(a - b).max() <= TOL
 
 
-@pytest.mark.slow
-def test_both_frameworks_learn_the_wave_with_shuffling(kr, tmp_path):
-    """1000 epochs, shuffled: both reach validation loss < 0.001 (the lesson's result)."""
-    from torch_rnnsin.run import train_run
+def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
+    import json
+    import subprocess
+    import sys
 
-    (X, y), val = _reference_data()
-    _, hist = kr.train(X, y, val, epochs=1000, seed=0)
-    metrics = train_run(TrainConfig(), tmp_path / "run", progress=False)
-    assert hist["val_loss"][-1] < 1e-3, hist["val_loss"][-1]
-    assert metrics["val_loss"] < 1e-3
+    from conftest import ROOT
+
+    out = tmp_path / "cmp"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch_rnnsin",
+            "compare",
+            "--cycles",
+            "40",
+            "--epochs",
+            "5",
+            "--hidden",
+            "2",
+            "--noise",
+            "0.2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Keras vs torch" in r.stdout and "within the tolerance" in r.stdout
+    res = json.loads((out / "compare.json").read_text())
+    assert res["ok"] and res["max_diff"] <= 1e-5 and len(res["rows"]) == 4
+    # and from a given Keras file (train.py --keras --keras-model is the same command)
+    km = kr.define_model(3, hidden=2)
+    km.set_weights(random_keras_weights(2, seed=8))
+    km.save(tmp_path / "given.keras")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--keras",
+            "--keras-model",
+            str(tmp_path / "given.keras"),
+            "--seq-len",
+            "3",
+            "--hidden",
+            "2",
+            "--cycles",
+            "40",
+            "--out",
+            str(tmp_path / "cmp2"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "cmp2" / "compare.json").read_text())
+    assert res["ok"] and res["max_diff"] <= 1e-5
+    got = load_keras_weights(tmp_path / "cmp2" / "keras.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(got, km.get_weights(), strict=True))

@@ -9,7 +9,7 @@ import sys
 import time
 
 import numpy as np
-from conftest import ROOT, run_cli
+from conftest import ROOT, SMALL, copy_run, run_cli
 
 from torch_rnnsin.convert import load_keras_weights
 from torch_rnnsin.run import load_checkpoint
@@ -64,23 +64,27 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert not [p.name for p in killed.iterdir() if ".tmp" in p.name]  # stale temp files cleared
 
 
-def test_resume_refuses_other_settings(tmp_path):
-    out = tmp_path / "run"
-    assert run_cli("--cycles", "60", "--epochs", "2", "--out", str(out)).returncode == 0
-    r = run_cli("--cycles", "60", "--epochs", "2", "--seed", "5", "--out", str(out), "--resume")
-    assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and "Traceback" not in r.stderr
+def test_resume_refuses_other_settings(small_run, tmp_path):
+    out = copy_run(small_run[0], tmp_path / "run")
+    r = run_cli(*SMALL, "--seed", "5", "--noise", "0.1", "--out", str(out), "--resume")
+    assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and "noise 0.0 -> 0.1" in r.stderr
+    assert "Traceback" not in r.stderr
     # a longer run may continue a finished one
-    r = run_cli("--cycles", "60", "--epochs", "4", "--out", str(out), "--resume")
+    r = run_cli(*SMALL, "--epochs", "33", "--out", str(out), "--resume")  # the last --epochs wins
     assert r.returncode == 0, r.stderr
-    assert len((out / "history.csv").read_text().splitlines()) == 1 + 4
+    history = (out / "history.csv").read_text().splitlines()
+    assert (
+        len(history) == 1 + 33
+        and history[:31] == (small_run[0] / "history.csv").read_text().splitlines()
+    )
 
 
-def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(tmp_path):
+def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(small_run, tmp_path):
     import torch
 
-    out = tmp_path / "run"
-    assert run_cli("--cycles", "60", "--epochs", "2", "--out", str(out)).returncode == 0
-    ckpt = torch.load(out / "last.ckpt", weights_only=True)  # raises if anything needs pickle
+    ckpt = torch.load(
+        small_run[0] / "last.ckpt", weights_only=True
+    )  # raises if anything needs pickle
     assert ckpt["hyper_parameters"]["config"]["cycles"] == 60
     # a pickle that would run code is refused, not executed
     evil = tmp_path / "evil"
