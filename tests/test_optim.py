@@ -44,3 +44,44 @@ def test_state_dict_round_trip():
 def test_bad_settings(kw):
     with pytest.raises(ValueError):
         KerasRMSprop([torch.nn.Parameter(torch.ones(1))], **kw)
+
+
+def _train_steps(opt_factory, steps=30):
+    torch.manual_seed(0)
+    from torch_rnnsin.model import SinRNN
+
+    m = SinRNN(3)
+    opt = opt_factory([p for p in m.parameters() if p.requires_grad])
+    x, y = torch.randn(16, 4, 1), torch.randn(16, 1)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(m(x)[0], y).backward()
+        opt.step()
+    return m, opt
+
+
+def test_flat_cpu_buffers_equal_the_per_tensor_update():
+    flat_model, flat = _train_steps(lambda ps: KerasRMSprop(ps, lr=0.01))
+    assert flat._flat is not None
+    # one param group per tensor: the per-tensor (_foreach) path
+    per_model, per = _train_steps(lambda ps: KerasRMSprop([{"params": [p]} for p in ps], lr=0.01))
+    assert per._flat is None
+    for a, b in zip(flat_model.parameters(), per_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_flat_buffers_survive_state_loading_and_replaced_grads():
+    m, opt = _train_steps(lambda ps: KerasRMSprop(ps, lr=0.01), steps=5)
+    saved = {k: v.clone() for k, v in m.state_dict().items()}
+    opt2 = KerasRMSprop([p for p in m.parameters() if p.requires_grad], lr=0.01)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2._flat_intact()
+    for p in m.parameters():
+        if p.requires_grad:
+            p.grad = torch.ones_like(p)  # a new tensor replaces the view
+    opt2.step()  # re-packs, then updates every weight
+    assert opt2._flat_intact()
+    changed = [
+        not torch.equal(saved[k], v) for k, v in m.state_dict().items() if k != "rnn.bias_hh_l0"
+    ]
+    assert all(changed)

@@ -32,6 +32,16 @@ class AtomicCheckpoint(pl.Callback):
             save_checkpoint_atomic(trainer, self.path)
             self._last = now
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning turns Ctrl-C into exit status 1 with its own message muted: say how to go on.
+        if isinstance(exception, KeyboardInterrupt):
+            where = (
+                f"the checkpoint {self.path} is kept" if self.path.exists() else "no checkpoint yet"
+            )
+            sys.stderr.write(f"\ninterrupted; {where}; continue with the same flags and --resume\n")
+
 
 class EpochProgress(pl.Callback):
     """``epoch 12/1000  loss 1.2e-02  val 1.1e-02`` on one terminal line, ~10 times a second."""
