@@ -55,9 +55,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             type=_number(kind) if kind is not str else str,
             default=f.default,
-            metavar=f.name.upper(),
-            help=f"{meta['help']} (default: {f.default})"
-            + (f"; one of {', '.join(meta['choices'])}" if "choices" in meta else ""),
+            metavar="{" + ",".join(meta["choices"]) + "}"
+            if "choices" in meta
+            else {int: "N", float: "X"}[kind],
+            help=f"{meta['help']} (default: {f.default})",
         )
 
 
@@ -72,7 +73,13 @@ def train_parser(prog: str = "train.py") -> argparse.ArgumentParser:
         "and compare stateless with stateful prediction.",
     )
     add_config_args(p)
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<timestamp>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run folder (default: runs/<timestamp>)",
+    )
     p.add_argument(
         "--init-keras",
         metavar="PATH",
