@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
 
@@ -88,3 +91,43 @@ def test_stream_chunks_trap_seq_len_5_targets_all_zero():
     assert np.abs(y).max() < 1e-9
     _, ys = make_stream_chunks(train, 5, 50, targets="seq")
     assert np.abs(ys).max() > 0.9
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=arrays(np.float64, st.integers(2, 60), elements=st.floats(-1e3, 1e3)),
+    seq_len=st.integers(1, 70),
+)
+def test_windows_property(values, seq_len):
+    """Any finite series: N = n - L windows, each the slice before its target; or a ValueError."""
+    n = len(values)
+    if seq_len >= n:
+        with pytest.raises(ValueError, match="seq_len"):
+            make_windows(values, seq_len)
+        return
+    X, y = make_windows(values, seq_len)
+    v32 = values.astype(np.float32)
+    assert X.shape == (n - seq_len, seq_len, 1) and y.shape == (n - seq_len, 1)
+    i = np.arange(n - seq_len)
+    assert np.array_equal(X[:, 0, 0], v32[i]) and np.array_equal(X[:, -1, 0], v32[i + seq_len - 1])
+    assert np.array_equal(y[:, 0], v32[i + seq_len])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 300), seq_len=st.integers(1, 12), streams=st.integers(1, 20))
+def test_stream_chunks_property(n, seq_len, streams):
+    """Every chunk is contiguous in the series, the target follows it, streams don't overlap."""
+    v = np.arange(n, dtype=np.float32)
+    S = n // streams
+    if streams > n or (S - 1) // seq_len < 1:
+        with pytest.raises(ValueError):
+            make_stream_chunks(v, seq_len, streams)
+        return
+    X, y = make_stream_chunks(v, seq_len, streams, targets="last")
+    K = (S - 1) // seq_len
+    assert X.shape == (K, streams, seq_len, 1)
+    assert np.array_equal(np.diff(X[..., 0], axis=2), np.ones((K, streams, seq_len - 1)))
+    assert np.array_equal(y[..., 0], X[:, :, -1, 0] + 1)
+    assert X.max() < streams * S  # leftovers at the end are dropped
+    starts = X[0, :, 0, 0]
+    assert np.array_equal(starts, np.arange(streams) * S)

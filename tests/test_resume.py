@@ -69,6 +69,8 @@ def test_resume_refuses_other_settings(small_run, tmp_path):
     r = run_cli(*SMALL, "--seed", "5", "--noise", "0.1", "--out", str(out), "--resume")
     assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and "noise 0.0 -> 0.1" in r.stderr
     assert "Traceback" not in r.stderr
+    r = run_cli(*SMALL, "--epochs", "10", "--out", str(out), "--resume")
+    assert r.returncode == 2 and "--epochs 10: the checkpoint already holds 30 epochs" in r.stderr
     # a longer run may continue a finished one
     r = run_cli(*SMALL, "--epochs", "33", "--out", str(out), "--resume")  # the last --epochs wins
     assert r.returncode == 0, r.stderr

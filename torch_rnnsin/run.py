@@ -53,9 +53,13 @@ def check_resume(cfg: TrainConfig, out: Path) -> Path:
     ckpt = out / CHECKPOINT
     if not ckpt.is_file():
         raise RunError(f"--resume: no checkpoint {ckpt} to resume from")
-    saved = load_checkpoint(ckpt).get("hyper_parameters", {}).get("config")
+    checkpoint = load_checkpoint(ckpt)
+    saved = checkpoint.get("hyper_parameters", {}).get("config")
     if not isinstance(saved, dict):
         raise RunError(f"{ckpt}: holds no torch_rnnsin run settings")
+    done = len(checkpoint.get("history", []))
+    if cfg.epochs < done:
+        raise RunError(f"--epochs {cfg.epochs}: the checkpoint already holds {done} epochs")
     now = cfg.to_dict()
     diff = [
         f"{k} {saved.get(k)!r} -> {now[k]!r}"
