@@ -15,64 +15,39 @@ TRAIN_MODES = ("stateless", "stateful")
 TARGET_MODES = ("last", "seq")
 
 
+def _setting(default, flag: str, help: str, choices: tuple[str, ...] | None = None):  # noqa: A002
+    """A field with its command-line flag and help: the CLI is built from these."""
+    meta = {"flag": flag, "help": help} | ({"choices": choices} if choices else {})
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
-    steps_per_cycle: int = dataclasses.field(
-        default=10, metadata={"flag": "--steps-per-cycle", "help": "points per sine period"}
+    steps_per_cycle: int = _setting(10, "--steps-per-cycle", "points per sine period")
+    cycles: int = _setting(500, "--cycles", "number of sine periods")
+    noise: float = _setting(0.0, "--noise", "phase-noise amplitude (random_factor)")
+    seq_len: int = _setting(2, "--seq-len", "window length (BPTT length)")
+    test_size: float = _setting(0.25, "--test-size", "fraction of the series held out")
+    hidden: int = _setting(1, "--hidden", "hidden units of the RNN")
+    batch_size: int = _setting(600, "--batch-size", "windows per batch (stateless)")
+    epochs: int = _setting(1000, "--epochs", "epochs")
+    lr: float = _setting(0.001, "--lr", "RMSprop learning rate (Keras's)")
+    seed: int = _setting(0, "--seed", "seed of noise, init and shuffling")
+    accelerator: str = _setting("auto", "--accelerator", "device", ACCELERATORS)
+    shuffle: bool = _setting(True, "--no-shuffle", "keep the window order (Keras shuffle=False)")
+    train_mode: str = _setting(
+        "stateless",
+        "--train-mode",
+        "stateless windows, or state carried between chunks (truncated BPTT)",
+        TRAIN_MODES,
     )
-    cycles: int = dataclasses.field(
-        default=500, metadata={"flag": "--cycles", "help": "number of sine periods"}
-    )
-    noise: float = dataclasses.field(
-        default=0.0, metadata={"flag": "--noise", "help": "phase-noise amplitude (random_factor)"}
-    )
-    seq_len: int = dataclasses.field(
-        default=2, metadata={"flag": "--seq-len", "help": "window length (BPTT length)"}
-    )
-    test_size: float = dataclasses.field(
-        default=0.25, metadata={"flag": "--test-size", "help": "fraction of the series held out"}
-    )
-    hidden: int = dataclasses.field(
-        default=1, metadata={"flag": "--hidden", "help": "hidden units of the RNN"}
-    )
-    batch_size: int = dataclasses.field(
-        default=600, metadata={"flag": "--batch-size", "help": "windows per batch (stateless)"}
-    )
-    epochs: int = dataclasses.field(default=1000, metadata={"flag": "--epochs", "help": "epochs"})
-    lr: float = dataclasses.field(
-        default=0.001, metadata={"flag": "--lr", "help": "RMSprop learning rate (Keras's)"}
-    )
-    seed: int = dataclasses.field(
-        default=0, metadata={"flag": "--seed", "help": "seed of noise, init and shuffling"}
-    )
-    accelerator: str = dataclasses.field(
-        default="auto",
-        metadata={"flag": "--accelerator", "help": "device", "choices": ACCELERATORS},
-    )
-    shuffle: bool = dataclasses.field(
-        default=True,
-        metadata={"flag": "--no-shuffle", "help": "keep the window order (Keras shuffle=False)"},
-    )
-    train_mode: str = dataclasses.field(
-        default="stateless",
-        metadata={
-            "flag": "--train-mode",
-            "help": "stateless windows, or state carried between chunks (truncated BPTT)",
-            "choices": TRAIN_MODES,
-        },
-    )
-    streams: int = dataclasses.field(
-        default=50,
-        metadata={"flag": "--streams", "help": "parallel streams for --train-mode stateful"},
-    )
-    targets: str = dataclasses.field(
-        default="last",
-        metadata={
-            "flag": "--targets",
-            "help": "stateful training loss: the point after each chunk (Keras "
-            "return_sequences=False) or the next point at every step",
-            "choices": TARGET_MODES,
-        },
+    streams: int = _setting(50, "--streams", "parallel streams for --train-mode stateful")
+    targets: str = _setting(
+        "last",
+        "--targets",
+        "stateful training loss: the point after each chunk (Keras "
+        "return_sequences=False) or the next point at every step",
+        TARGET_MODES,
     )
 
     def to_dict(self) -> dict:
