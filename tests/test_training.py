@@ -72,3 +72,19 @@ def test_lightning_equals_plain_loop_bit_for_bit(tmp_path):
         stateless_epoch(model, opt, Xt, yt, cfg.batch_size, torch.randperm(len(Xt), generator=gen))
     for a, b in zip(torch_to_keras(model), got, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_validation_step_is_the_training_steps_val_loss():
+    """trainer.validate() runs the shared mse on the test windows: the same number the
+    training step records each epoch."""
+    import lightning.pytorch as pl
+
+    from torch_rnnsin.datamodule import SineDataModule
+    from torch_rnnsin.lit_module import SinRNNModule
+    from torch_rnnsin.training import mse
+
+    cfg = TrainConfig(cycles=60)
+    dm, module = SineDataModule(cfg), SinRNNModule(seed=3)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (res,) = trainer.validate(module, datamodule=dm, verbose=False)
+    assert res["val_loss"] == pytest.approx(mse(module.model, dm.X_val, dm.y_val), rel=1e-6)

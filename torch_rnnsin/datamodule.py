@@ -9,7 +9,6 @@ module cuts it into the real mini-batches itself (see ``lit_module``).
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from .config import TrainConfig
@@ -50,6 +49,3 @@ class SineDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> _Repeat:
         return _Repeat(self.X_val, self.y_val)
-
-    def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.train_values, self.test_values
