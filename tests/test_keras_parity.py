@@ -189,8 +189,6 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
             str(tmp_path / "given.keras"),
             "--seq-len",
             "3",
-            "--hidden",
-            "2",
             "--cycles",
             "40",
             "--out",

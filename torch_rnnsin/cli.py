@@ -98,8 +98,10 @@ def train_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     return p
 
 
-def _hidden_from_weights(cfg: TrainConfig, path: str) -> TrainConfig:
-    """Without an explicit --hidden, the initial weights decide the hidden size."""
+def hidden_from_weights(cfg: TrainConfig, argv: list[str], path: str | None) -> TrainConfig:
+    """Without an explicit --hidden, a weights file given decides the hidden size."""
+    if path is None or any(a == "--hidden" or a.startswith("--hidden=") for a in argv):
+        return cfg
     from .convert import load_keras_weights
 
     try:
@@ -119,9 +121,7 @@ def main_train(argv: list[str], prog: str = "train.py") -> int:
         return main_compare(argv=[a for a in argv if a != "--keras"])
     from .run import RunError, default_out, prepare, summary_table, train_run
 
-    cfg = config_from(args)
-    if args.init_keras and not any(a == "--hidden" or a.startswith("--hidden=") for a in argv):
-        cfg = _hidden_from_weights(cfg, args.init_keras)
+    cfg = hidden_from_weights(config_from(args), argv, args.init_keras)
     out = args.out or default_out()
     if args.resume and args.out is None:
         return fail("--resume needs --out DIR, the run to continue")

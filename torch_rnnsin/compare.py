@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _Parser, add_config_args, config_from, fail
+from .cli import _Parser, add_config_args, config_from, fail, hidden_from_weights
 from .io import write_json, write_text
 
 TOLERANCE = 1e-5
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from .run import RunError, default_out, prepare
 
-    cfg = config_from(args)
+    cfg = hidden_from_weights(config_from(args), argv, args.keras_model or args.init_keras)
     out = args.out or default_out().with_name("compare-" + default_out().name)
     try:
         prepare(cfg, out, args.init_keras)
@@ -110,6 +110,7 @@ def main(argv: list[str]) -> int:
         return fail(str(e))
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "keras_ref", "run", "--out", str(out)] + _strip(argv)
+    cmd += ["--hidden", str(cfg.hidden)]  # also when it was read from the weights file
     if args.keras_model:
         cmd += ["--weights", args.keras_model]
     print("running Keras:", " ".join(cmd[1:]), file=sys.stderr)
