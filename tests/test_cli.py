@@ -64,6 +64,8 @@ def test_init_keras_sets_hidden_size_and_start(tmp_path):
     assert r.returncode == 0, r.stderr
     got = load_keras_weights(out / "keras_weights.npz")
     assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True))  # 0 epochs: unchanged
+    m = json.loads((out / "metrics.json").read_text())  # strict JSON: no NaN
+    assert m["train_loss"] is None and m["epochs"] == 0
 
 
 def _bad_files(tmp_path):
@@ -117,6 +119,14 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, named):
     assert len(lines) == 1, r.stderr
     assert named in lines[0], lines[0]
     assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("keep me")
+    r = run_cli("--out", str(f))
+    assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr
+    assert f.read_text() == "keep me"
 
 
 def test_gpu_where_none_exists_is_a_clean_error(tmp_path):

@@ -88,3 +88,11 @@ def test_validation_step_is_the_training_steps_val_loss():
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     (res,) = trainer.validate(module, datamodule=dm, verbose=False)
     assert res["val_loss"] == pytest.approx(mse(module.model, dm.X_val, dm.y_val), rel=1e-6)
+
+
+def test_progress_line_on_a_terminal(tmp_path, capsys):
+    from torch_rnnsin.run import train_run
+
+    train_run(TrainConfig(cycles=60, epochs=12), tmp_path / "r", progress=True)
+    err = capsys.readouterr().err
+    assert "\repoch    12/12  loss " in err and err.endswith("\n")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
 import sys
 import time
@@ -71,6 +70,17 @@ def check_resume(cfg: TrainConfig, out: Path) -> Path:
     return ckpt
 
 
+def check_out(out: Path) -> None:
+    """--out must be a folder, or creatable as one."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: exists and is not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"--out {out}: cannot create a folder under {parent} (not writable)")
+
+
 def prepare(
     cfg: TrainConfig, out: Path, init_keras: str | None = None, resume: bool = False
 ) -> tuple[list[np.ndarray] | None, Path | None]:
@@ -93,6 +103,7 @@ def prepare(
             raise RunError(
                 msg if init_keras in msg else f"--init-keras {init_keras}: {msg}"
             ) from None
+    check_out(out)
     ckpt = None
     if resume:
         ckpt = check_resume(cfg, out)
@@ -213,7 +224,7 @@ def train_run(
         "stateless": mse_after(preds["stateless"][0], test, cfg.seq_len),
         "stateful": mse_after(preds["stateful"][0], test, 1),
     }
-    last = module.history[-1] if module.history else {"train_loss": math.nan, "val_loss": math.nan}
+    last = module.history[-1] if module.history else {"train_loss": None, "val_loss": None}
     metrics = {
         "train_loss": last["train_loss"],
         "val_loss": last["val_loss"],
@@ -233,11 +244,15 @@ def train_run(
     return metrics
 
 
+def _sci(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3e}"  # None: no epoch trained (--epochs 0)
+
+
 def summary_table(metrics: dict, out: Path) -> str:
     rows = [
         ("epochs", f"{metrics['epochs']}"),
-        ("train loss", f"{metrics['train_loss']:.3e}"),
-        ("val loss", f"{metrics['val_loss']:.3e}"),
+        ("train loss", _sci(metrics["train_loss"])),
+        ("val loss", _sci(metrics["val_loss"])),
         ("stateless test MSE", f"{metrics['stateless_mse']:.3e}"),
         ("stateful test MSE", f"{metrics['stateful_mse']:.3e}"),
         ("seconds", f"{metrics['seconds']:.1f}"),
