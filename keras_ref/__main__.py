@@ -20,6 +20,7 @@ import numpy as np
 from torch_rnnsin.cli import add_config_args, config_from
 from torch_rnnsin.config import validate
 from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
+from torch_rnnsin.numpy_ref import prediction_mse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         sf, hsf = kr.predict_stateful(model, test)
         metrics["stateful_predict_seconds"] = time.perf_counter() - t1
-        metrics["stateless_mse"] = float(np.mean((sl[cfg.seq_len :] - test[cfg.seq_len :]) ** 2))
-        metrics["stateful_mse"] = float(np.mean((sf[1:] - test[1:]) ** 2))
+        metrics["stateless_mse"] = prediction_mse(sl, test, "stateless", cfg.seq_len)
+        metrics["stateful_mse"] = prediction_mse(sf, test, "stateful", cfg.seq_len)
         np.savez(
             args.out / "keras_predictions.npz",
             test=test,

@@ -44,3 +44,13 @@ def test_predict_rejects_nan_series():
     model = keras_to_torch(random_keras_weights(1, seed=0))
     with pytest.raises(ValueError, match="nan"):
         predict_stateful(model, np.array([0.0, np.nan, 1.0]))
+
+
+def test_prediction_mse_counts_only_predicted_entries():
+    from torch_rnnsin.numpy_ref import prediction_mse
+
+    values = np.array([0.0, 1.0, 2.0, 3.0])
+    stateless = np.array([np.nan, np.nan, 2.5, 3.0])
+    stateful = np.array([0.0, 2.0, 2.0, 3.0])  # pred[0] is x_0 itself: not counted
+    assert prediction_mse(stateless, values, "stateless", 2) == pytest.approx(0.125)
+    assert prediction_mse(stateful, values, "stateful", 2) == pytest.approx(1 / 3)

@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
         return fail("the Keras reference failed (is the 'keras' extra installed?)", code=1)
 
     from .convert import keras_to_torch, load_keras_weights
-    from .numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+    from .numpy_ref import predict_stateful_numpy, predict_stateless_numpy, prediction_mse
     from .predict import predict_stateful, predict_stateless
 
     weights = load_keras_weights(out / "keras.weights.h5")
@@ -131,13 +131,10 @@ def main(argv: list[str]) -> int:
         predict_stateless_numpy(weights, test, cfg.seq_len), predict_stateful_numpy(weights, test)
     )
     rows = diff_table(keras, t, n)
-    test64 = test.astype(np.float64)
     mses = {
         name: {
-            "stateless": float(
-                np.mean((d["stateless"][cfg.seq_len :] - test64[cfg.seq_len :]) ** 2)
-            ),
-            "stateful": float(np.mean((d["stateful"][1:] - test64[1:]) ** 2)),
+            mode: prediction_mse(d[mode], test, mode, cfg.seq_len)
+            for mode in ("stateless", "stateful")
         }
         for name, d in (("keras", keras), ("torch", t), ("numpy", n))
     }

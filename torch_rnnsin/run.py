@@ -150,10 +150,6 @@ def make_trainer(cfg: TrainConfig, out: Path, progress: bool):
     )
 
 
-def mse_after(pred: np.ndarray, values: np.ndarray, start: int) -> float:
-    return float(np.mean((pred[start:].astype(np.float64) - values[start:]) ** 2))
-
-
 def write_history(path: Path, history: list[dict]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_loss"], lineterminator="\n")
@@ -188,6 +184,7 @@ def train_run(
     from .convert import keras_to_torch, torch_to_keras
     from .datamodule import SineDataModule
     from .lit_module import SinRNNModule
+    from .numpy_ref import prediction_mse
     from .plots import plot_run
     from .predict import predict_stateful, predict_stateless
 
@@ -219,11 +216,7 @@ def train_run(
         "stateless": predict_stateless(model, test, cfg.seq_len),
         "stateful": predict_stateful(model, test),
     }
-    # stateless predicts x_L.., stateful x_1.. (its pred[0] is x_0 itself)
-    mses = {
-        "stateless": mse_after(preds["stateless"][0], test, cfg.seq_len),
-        "stateful": mse_after(preds["stateful"][0], test, 1),
-    }
+    mses = {mode: prediction_mse(preds[mode][0], test, mode, cfg.seq_len) for mode in preds}
     last = module.history[-1] if module.history else {"train_loss": None, "val_loss": None}
     metrics = {
         "train_loss": last["train_loss"],

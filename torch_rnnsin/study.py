@@ -88,6 +88,7 @@ def train_group(
     from .batched import StackedRNN, train_stateful_batched, train_stateless_batched
     from .convert import keras_to_torch
     from .data import make_stream_chunks, make_windows
+    from .numpy_ref import prediction_mse
     from .predict import predict_stateful, predict_stateless
     from .training import mse
 
@@ -125,11 +126,11 @@ def train_group(
         Xv, yv = (torch.from_numpy(a) for a in make_windows(test, seq_len))
         val = mse(m, Xv, yv)
         preds = {
-            "stateless": (predict_stateless(m, test, seq_len)[0], seq_len),
-            "stateful": (predict_stateful(m, test)[0], 1),
+            "stateless": predict_stateless(m, test, seq_len)[0],
+            "stateful": predict_stateful(m, test)[0],
         }
-        for predict_mode, (pred, start) in preds.items():
-            err = float(np.mean((pred[start:].astype(np.float64) - test[start:]) ** 2))
+        for predict_mode, pred in preds.items():
+            err = prediction_mse(pred, test, predict_mode, seq_len)
             rows.append(
                 {
                     "seq_len": seq_len,
