@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .convert import check_keras_weights
+from .optim import KerasRMSprop
 
 
 class StackedRNN:
@@ -63,30 +64,6 @@ class StackedRNN:
         return torch.bmm(h, dk) + db, h  # (M, B, 1)
 
 
-class StackedRMSprop:
-    """Keras's RMSprop on stacked parameters (elementwise, so per model)."""
-
-    def __init__(
-        self, params: list[torch.Tensor], lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7
-    ):
-        self.params, self.lr, self.rho, self.eps = params, lr, rho, eps
-        self.v = [torch.zeros_like(p) for p in params]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        grads = [p.grad for p in self.params]
-        torch._foreach_mul_(self.v, self.rho)
-        torch._foreach_add_(
-            self.v, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - self.rho)
-        )
-        denom = torch._foreach_sqrt(torch._foreach_add(self.v, self.eps))
-        torch._foreach_sub_(
-            self.params, torch._foreach_div(torch._foreach_mul(grads, self.lr), denom)
-        )
-        for p in self.params:
-            p.grad = None
-
-
 def _model_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Sum over models of each model's own mean squared error: model m's gradient
     is exactly the gradient of its own loss."""
@@ -109,7 +86,7 @@ def train_stateless_batched(
     ``torch.Generator(seed)``, as the Lightning module does. Returns the last
     epoch's per-model training loss (M,)."""
     M, N, _ = X.shape
-    opt = StackedRMSprop(model.params, lr=lr)
+    opt = KerasRMSprop(model.params, lr=lr)  # elementwise, so per model
     gens = (
         None if shuffle_seeds is None else [torch.Generator().manual_seed(s) for s in shuffle_seeds]
     )
@@ -127,6 +104,7 @@ def train_stateless_batched(
             xb, yb = Xe[:, start : start + batch_size], ye[:, start : start + batch_size]
             pred, _ = model.run(xb)
             loss, per_model = _model_loss(pred, yb)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             total += per_model * xb.shape[1]
@@ -140,13 +118,14 @@ def train_stateful_batched(
     State carried between chunks, detached, reset each epoch. Returns the last
     epoch's per-model mean loss (M,)."""
     M, K, B, L = X.shape
-    opt = StackedRMSprop(model.params, lr=lr)
+    opt = KerasRMSprop(model.params, lr=lr)  # elementwise, so per model
     for _ in range(epochs):
         h = None
         total = torch.zeros(M, device=X.device)
         for k in range(K):
             pred, h = model.run(X[:, k], h, every_step=every_step)
             loss, per_model = _model_loss(pred, y[:, k])
+            opt.zero_grad()
             loss.backward()
             opt.step()
             h = h.detach()

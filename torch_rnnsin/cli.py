@@ -119,7 +119,7 @@ def main_train(argv: list[str], prog: str = "train.py") -> int:
     args = train_parser(prog).parse_args(argv)
     if args.keras:
         return main_compare(argv=[a for a in argv if a != "--keras"])
-    from .run import RunError, default_out, prepare, summary_table, train_run
+    from .run import CHECKPOINT, RunError, default_out, prepare, summary_table, train_run
 
     cfg = hidden_from_weights(config_from(args), argv, args.init_keras)
     out = args.out or default_out()
@@ -134,7 +134,7 @@ def main_train(argv: list[str], prog: str = "train.py") -> int:
     try:
         metrics = train_run(cfg, out, init, ckpt)
     except NonFiniteLossError as e:
-        ckpt = out / "last.ckpt"
+        ckpt = out / CHECKPOINT
         kept = f"; the last good checkpoint is kept: {ckpt}" if ckpt.exists() else ""
         return fail(f"{e}{kept}", code=1)
     except KeyboardInterrupt:

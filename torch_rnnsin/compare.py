@@ -101,7 +101,8 @@ def main(argv: list[str]) -> int:
     from .run import RunError, default_out, prepare
 
     cfg = hidden_from_weights(config_from(args), argv, args.keras_model or args.init_keras)
-    out = args.out or default_out().with_name("compare-" + default_out().name)
+    stamp = default_out()
+    out = args.out or stamp.with_name("compare-" + stamp.name)
     try:
         prepare(cfg, out, args.init_keras)
         if args.keras_model:

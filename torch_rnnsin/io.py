@@ -8,12 +8,20 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+_TMP = ".tmp"  # temporary names: .<name>.tmp<pid>
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> None:
+    """Delete temporary files a killed process left in ``folder`` (never a finished file)."""
+    for stale in Path(folder).glob(f".*{_TMP}*"):
+        stale.unlink()
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary name next to ``path``; rename it over ``path`` on success only."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, validate
-from .io import atomic_path, write_json, write_text
+from .io import atomic_path, remove_stale_temps, write_json, write_text
 
 CHECKPOINT = "last.ckpt"
 # Settings a resumed run may change: where it runs and how long.
@@ -204,8 +204,7 @@ def train_run(
     if init_weights is not None:
         keras_to_torch(init_weights, module.model)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp*"):  # left by a killed run; never a finished file
-        stale.unlink()
+    remove_stale_temps(out)  # left by a killed run
     trainer = make_trainer(cfg, out, progress)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     seconds = time.perf_counter() - t0
