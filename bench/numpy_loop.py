@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.data import make_windows, sine_wave, split_series
+from torch_rnnsin.data import make_windows, wave_parts
 from torch_rnnsin.numpy_ref import train_numpy
 
 
@@ -19,10 +19,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = TrainConfig(epochs=args.epochs)
     t0 = time.perf_counter()
-    series = sine_wave(cfg.steps_per_cycle, cfg.cycles, cfg.noise, seed=cfg.seed)[
-        "sin_t"
-    ].to_numpy()
-    train, _ = split_series(series, cfg.test_size)
+    train, _ = wave_parts(cfg.steps_per_cycle, cfg.cycles, cfg.noise, cfg.seed, cfg.test_size)
     X, y = make_windows(train, cfg.seq_len)
     rng = np.random.default_rng(cfg.seed)
     init = [

@@ -10,7 +10,7 @@ import time
 import torch
 
 from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.data import make_windows, sine_wave, split_series
+from torch_rnnsin.data import make_windows, wave_parts
 from torch_rnnsin.model import SinRNN
 from torch_rnnsin.optim import KerasRMSprop
 from torch_rnnsin.training import mse, stateless_epoch
@@ -24,10 +24,7 @@ def main() -> None:
     cfg = TrainConfig(epochs=args.epochs)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    series = sine_wave(cfg.steps_per_cycle, cfg.cycles, cfg.noise, seed=cfg.seed)[
-        "sin_t"
-    ].to_numpy()
-    train, test = split_series(series, cfg.test_size)
+    train, test = wave_parts(cfg.steps_per_cycle, cfg.cycles, cfg.noise, cfg.seed, cfg.test_size)
     dev = torch.device(args.device)
     X, y = (torch.from_numpy(a).to(dev) for a in make_windows(train, cfg.seq_len))
     Xv, yv = (torch.from_numpy(a).to(dev) for a in make_windows(test, cfg.seq_len))

@@ -19,7 +19,7 @@ import numpy as np
 
 from torch_rnnsin.cli import add_config_args, config_from
 from torch_rnnsin.config import validate
-from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
+from torch_rnnsin.data import make_stream_chunks, make_windows, wave_parts
 from torch_rnnsin.numpy_ref import prediction_mse
 
 
@@ -45,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import model as kr
 
-    series = sine_wave(cfg.steps_per_cycle, cfg.cycles, cfg.noise, seed=cfg.seed)[
-        "sin_t"
-    ].to_numpy()
-    train, test = split_series(series, cfg.test_size)
+    train, test = wave_parts(cfg.steps_per_cycle, cfg.cycles, cfg.noise, cfg.seed, cfg.test_size)
     t0 = time.perf_counter()
     history: dict = {}
     if args.weights:

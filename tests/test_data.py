@@ -131,3 +131,11 @@ def test_stream_chunks_property(n, seq_len, streams):
     assert X.max() < streams * S  # leftovers at the end are dropped
     starts = X[0, :, 0, 0]
     assert np.array_equal(starts, np.arange(streams) * S)
+
+
+def test_wave_parts_is_the_split_noisy_series():
+    from torch_rnnsin.data import wave_parts
+
+    tr, te = wave_parts(10, 40, 0.3, 5, 0.25)
+    want = split_series(sine_wave(10, 40, 0.3, seed=5)["sin_t"].to_numpy(), 0.25)
+    assert np.array_equal(tr, want[0]) and np.array_equal(te, want[1])

@@ -122,3 +122,11 @@ def make_stream_chunks(
         y = stream[:, 1 : K * seq_len + 1].reshape(streams, K, seq_len).transpose(1, 0, 2)
         y = y[..., None]  # (K, B, L, 1)
     return np.ascontiguousarray(X[..., None]), np.ascontiguousarray(y)
+
+
+def wave_parts(
+    steps_per_cycle: int, cycles: int, noise: float, seed: int | None, test_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (noisy) series ``sin_t``, split into its train and test parts."""
+    series = sine_wave(steps_per_cycle, cycles, noise, seed=seed)["sin_t"].to_numpy()
+    return split_series(series, test_size)

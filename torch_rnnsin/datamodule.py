@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 
 from .config import TrainConfig
-from .data import make_stream_chunks, make_windows, sine_wave, split_series
+from .data import make_stream_chunks, make_windows, wave_parts
 
 
 class _Repeat:
@@ -32,9 +32,9 @@ class SineDataModule(pl.LightningDataModule):
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        df = sine_wave(cfg.steps_per_cycle, cfg.cycles, cfg.noise, seed=cfg.seed)
-        self.series = df["sin_t"].to_numpy()
-        self.train_values, self.test_values = split_series(self.series, cfg.test_size)
+        self.train_values, self.test_values = wave_parts(
+            cfg.steps_per_cycle, cfg.cycles, cfg.noise, cfg.seed, cfg.test_size
+        )
         Xv, yv = make_windows(self.test_values, cfg.seq_len)
         self.X_val, self.y_val = torch.from_numpy(Xv), torch.from_numpy(yv)
         if cfg.train_mode == "stateless":

@@ -62,10 +62,9 @@ class StudyConfig:
 
 
 def study_series(cfg: StudyConfig, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from .data import sine_wave, split_series
+    from .data import wave_parts
 
-    s = sine_wave(cfg.steps_per_cycle, cfg.cycles, noise, seed=seed)["sin_t"].to_numpy()
-    return split_series(s, cfg.test_size)
+    return wave_parts(cfg.steps_per_cycle, cfg.cycles, noise, seed, cfg.test_size)
 
 
 def init_weights(seed: int, hidden: int) -> list[np.ndarray]:
