@@ -2,16 +2,17 @@
 # .venv is (re)built when missing or older than pyproject.toml; torch is
 # installed first, pinned, so that no other (CUDA) build is downloaded.
 PY      := .venv/bin/python
-TORCH   := torch==2.13.0
 STAMP   := .venv/.installed
+PIP     := $(PY) -m pip install -q -c constraints.txt
 
 .PHONY: train test lint format bench study compare clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[keras,dev]'
+	$(PIP) torch
+	$(PIP) -e '.[keras,onnx,safetensors,notebook,dev]'
+	$(PIP) --no-deps tf-keras
 	touch $(STAMP)
 
 train: $(STAMP)

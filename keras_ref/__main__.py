@@ -20,7 +20,7 @@ import numpy as np
 from torch_rnnsin.cli import add_config_args, config_from
 from torch_rnnsin.config import validate
 from torch_rnnsin.data import make_stream_chunks, make_windows, wave_parts
-from torch_rnnsin.numpy_ref import prediction_mse
+from torch_rnnsin.metrics import prediction_mse
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ def test_predict_rejects_nan_series():
 
 
 def test_prediction_mse_counts_only_predicted_entries():
-    from torch_rnnsin.numpy_ref import prediction_mse
+    from torch_rnnsin.metrics import prediction_mse
 
     values = np.array([0.0, 1.0, 2.0, 3.0])
     stateless = np.array([np.nan, np.nan, 2.5, 3.0])

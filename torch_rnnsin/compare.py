@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json, write_text
 from .cli import _Parser, add_config_args, config_from, fail, hidden_from_weights
-from .io import write_json, write_text
 
 TOLERANCE = 1e-5
 
@@ -119,7 +119,8 @@ def main(argv: list[str]) -> int:
         return fail("the Keras reference failed (is the 'keras' extra installed?)", code=1)
 
     from .convert import keras_to_torch, load_keras_weights
-    from .numpy_ref import predict_stateful_numpy, predict_stateless_numpy, prediction_mse
+    from .metrics import prediction_mse
+    from .numpy_ref import predict_stateful_numpy, predict_stateless_numpy
     from .predict import predict_stateful, predict_stateless
 
     weights = load_keras_weights(out / "keras.weights.h5")

@@ -197,7 +197,7 @@ def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
 def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -> None:
     """Write ``.weights.h5`` (Keras 3 layout of the lesson's model, which
     ``model.load_weights`` accepts) or ``.npz``; atomically (temp file + rename)."""
-    from .io import atomic_path
+    from .atomic import atomic_path
 
     arrays = check_keras_weights(weights)
     path = Path(path)

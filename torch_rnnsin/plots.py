@@ -19,7 +19,7 @@ def _plt():
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    from .io import atomic_path
+    from .atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, remove_stale_temps, write_json, write_text
 from .config import TrainConfig, validate
-from .io import atomic_path, remove_stale_temps, write_json, write_text
 
 CHECKPOINT = "last.ckpt"
 # Settings a resumed run may change: where it runs and how long.
@@ -184,7 +184,7 @@ def train_run(
     from .convert import keras_to_torch, torch_to_keras
     from .datamodule import SineDataModule
     from .lit_module import SinRNNModule
-    from .numpy_ref import prediction_mse
+    from .metrics import prediction_mse
     from .plots import plot_run
     from .predict import predict_stateful, predict_stateless
 

@@ -87,7 +87,7 @@ def train_group(
     from .batched import StackedRNN, train_stateful_batched, train_stateless_batched
     from .convert import keras_to_torch
     from .data import make_stream_chunks, make_windows
-    from .numpy_ref import prediction_mse
+    from .metrics import prediction_mse
     from .predict import predict_stateful, predict_stateless
     from .training import mse
 

@@ -89,7 +89,7 @@ def answer(df) -> str:
 
 
 def write_report(out: Path, cfg: StudyConfig, rows: list[dict], seconds: float) -> None:
-    from .io import atomic_path, write_text
+    from .atomic import atomic_path, write_text
 
     df, summ = summarize(rows)
     with atomic_path(out / "study.csv") as tmp:
