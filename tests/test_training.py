@@ -1,5 +1,5 @@
-"""Training: the loss falls; Lightning, the plain loop and the hand-derived NumPy
-gradients are the same optimisation."""
+"""Training: the loss falls; Lightning, the plain loop, torch's hand-derived and
+autograd gradients and the hand-derived NumPy gradients are the same optimisation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from conftest import random_keras_weights
 from torch_rnnsin.config import TrainConfig
 from torch_rnnsin.convert import keras_to_torch, load_keras_weights, torch_to_keras
 from torch_rnnsin.data import make_windows, sine_wave, split_series
-from torch_rnnsin.numpy_ref import train_numpy
+from torch_rnnsin.model import SinRNN
+from torch_rnnsin.numpy_ref import predict_stateless_numpy, train_numpy
 from torch_rnnsin.optim import KerasRMSprop
 from torch_rnnsin.training import stateless_epoch
 
@@ -21,15 +22,16 @@ def _data(cycles=100, noise=0.0, seq_len=2):
     return make_windows(train, seq_len), make_windows(test, seq_len)
 
 
+@pytest.mark.parametrize("grads", ["hand", "autograd"])
 @pytest.mark.parametrize("hidden,seq_len", [(1, 2), (3, 4)])
-def test_torch_autograd_equals_hand_derived_numpy_gradients(hidden, seq_len):
+def test_torch_training_equals_hand_derived_numpy_gradients(hidden, seq_len, grads):
     (X, y), _ = _data(noise=0.3, seq_len=seq_len)
     init = random_keras_weights(hidden, seed=hidden, scale=0.5)
     want, np_losses = train_numpy(init, X, y, batch_size=128, epochs=15)
     model = keras_to_torch(init)
     opt = KerasRMSprop([p for p in model.parameters() if p.requires_grad])
     losses = [
-        stateless_epoch(model, opt, torch.from_numpy(X), torch.from_numpy(y), 128)
+        stateless_epoch(model, opt, torch.from_numpy(X), torch.from_numpy(y), 128, grads=grads)
         for _ in range(15)
     ]
     for a, b in zip(torch_to_keras(model), want, strict=True):
@@ -52,42 +54,39 @@ def test_short_lightning_run_lowers_the_loss(tmp_path):
 
 
 def test_lightning_equals_plain_loop_bit_for_bit(tmp_path):
-    """train.py's Lightning path and the benchmark's plain loop run the same numbers."""
+    """train.py's Lightning path and the benchmark's plain loop (bench/plain_loop.py
+    itself) run the same numbers."""
+    from bench.plain_loop import train
     from torch_rnnsin.run import train_run
 
     cfg = TrainConfig(cycles=100, epochs=25, batch_size=128, noise=0.2, seed=4)
     train_run(cfg, tmp_path / "r", progress=False)
     got = load_keras_weights(tmp_path / "r" / "keras_weights.npz")
-
-    train, _ = split_series(sine_wave(10, cfg.cycles, cfg.noise, seed=cfg.seed)["sin_t"].to_numpy())
-    X, y = make_windows(train, cfg.seq_len)
+    model, _, _ = train(cfg)
     torch.manual_seed(cfg.seed)
-    from torch_rnnsin.model import SinRNN
-
-    model = SinRNN(cfg.hidden)
-    opt = KerasRMSprop([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    for _ in range(cfg.epochs):
-        stateless_epoch(model, opt, Xt, yt, cfg.batch_size, torch.randperm(len(Xt), generator=gen))
+    init = torch_to_keras(SinRNN(cfg.hidden))
+    assert max(np.abs(a - b).max() for a, b in zip(got, init, strict=True)) > 1e-3
     for a, b in zip(torch_to_keras(model), got, strict=True):
         assert np.array_equal(a, b)
 
 
-def test_validation_step_is_the_training_steps_val_loss():
-    """trainer.validate() runs the shared mse on the test windows: the same number the
-    training step records each epoch."""
+def test_validation_step_is_the_numpy_witness_mse():
+    """trainer.validate() logs the test windows' MSE: the same number as the NumPy
+    witness's stateless prediction of the test series, scored independently."""
     import lightning.pytorch as pl
 
     from torch_rnnsin.datamodule import SineDataModule
     from torch_rnnsin.lit_module import SinRNNModule
-    from torch_rnnsin.training import mse
 
     cfg = TrainConfig(cycles=60)
     dm, module = SineDataModule(cfg), SinRNNModule(seed=3)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     (res,) = trainer.validate(module, datamodule=dm, verbose=False)
-    assert res["val_loss"] == pytest.approx(mse(module.model, dm.X_val, dm.y_val), rel=1e-6)
+    test = dm.test_values
+    pred, _ = predict_stateless_numpy(torch_to_keras(module.model), test, cfg.seq_len)
+    L = cfg.seq_len
+    want = float(np.mean((pred[L:] - test[L:].astype(np.float32).astype(np.float64)) ** 2))
+    assert res["val_loss"] == pytest.approx(want, rel=1e-5)
 
 
 def test_progress_line_on_a_terminal(tmp_path, capsys):
