@@ -25,9 +25,12 @@ _PUBLIC = {
     "torch_to_keras": "convert",
     "load_keras_weights": "convert",
     "save_keras_weights": "convert",
+    "load_keras_model": "port.model",
+    "save_keras_model": "port.model",
     "TrainConfig": "config",
     "SinRNNModule": "lit_module",
     "SineDataModule": "datamodule",
+    "export_onnx": "export",
 }
 
 __all__ = sorted(_PUBLIC)

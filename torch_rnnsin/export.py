@@ -1,19 +1,343 @@
-"""ONNX export that keeps the state (being written). Sub-command ``export``."""
+"""ONNX export that keeps the state. Sub-command ``export``.
+
+ONNX Runtime keeps nothing between calls, so the recurrent state is part of the graph:
+
+    inputs   x (B, T, F), state_in_0 .. state_in_{k-1}     (B, H_k) each, zeros = fresh start
+    outputs  y (or y_0, y_1, ...),  state_out_0 .. state_out_{k-1}
+
+with B and T free. Feeding ``state_out_*`` back as ``state_in_*`` continues the same
+sequences, one step or one chunk at a time. The state tensors are the model's flat list
+(SimpleRNN / GRU: h; LSTM: h then c; layer order). Bidirectional and go_backwards models
+read the whole sequence at once and have no state to carry: their graph has ``x`` only.
+
+The graph comes from torch's TorchScript exporter, which turns ``nn.RNN`` / ``nn.LSTM`` /
+``nn.GRU`` into ONNX's RNN / LSTM / GRU ops (one op per layer, any T); a Keras GRU with
+``reset_after=False`` becomes ONNX's GRU with ``linear_before_reset=0``, which is that maths.
+Every file is checked in onnxruntime against torch before it is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import warnings
+from pathlib import Path
+
+DEFAULT_OPSET = 17
+OPSETS = range(14, 21)  # 14: ONNX's RNN ops as torch writes them; 20: the exporter's newest
+TOLERANCE = 1e-5
+RUN_WEIGHTS = "keras_weights.npz"  # a run folder's final weights (see run.py)
+
+
+class OnnxMissingError(ImportError, ValueError):
+    """onnx or onnxruntime is not installed (a ValueError too, so the CLI prints one line)."""
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "src", metavar="IN", help="a Keras model file, a lesson weights file or a run folder"
     )
-    p.add_argument("dst", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("dst", metavar="OUT", help="the .onnx file to write (must not exist)")
     p.add_argument(
         "--arch", metavar="FILE", default=None, help="architecture for a bare .weights.h5"
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        metavar="N",
+        help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})",
     )
 
 
 def run_export(args: argparse.Namespace) -> int:
-    raise NotImplementedError("export: being written")
+    dst = Path(args.dst)
+    check_destination(dst)
+    check_opset(args.opset)
+    require_onnx()
+    model = load_model(args.src, args.arch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        export_onnx(model, dst, opset=args.opset)
+    for w in caught:
+        print(f"note: {w.message}")
+    print(describe(dst))
+    return 0
+
+
+# --- loading what IN names -----------------------------------------------------
+
+
+def load_model(src: str | os.PathLike, arch: str | os.PathLike | None = None):
+    """The torch model behind IN: a run folder or a lesson weights file (``.npz``, or a
+    ``.weights.h5`` without ``arch``) gives the lesson's ``SinRNN``; any other model file
+    goes through ``load_keras_model``."""
+    from .convert import keras_to_torch, load_keras_weights
+
+    src = Path(src)
+    name = src.name.lower()
+    if src.is_dir():
+        if arch is not None:
+            raise ValueError(f"--arch {arch}: a run folder ({src}) holds the lesson model")
+        weights = src / RUN_WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"{src}: not a finished run folder (no {RUN_WEIGHTS}, its final weights)"
+            )
+        return keras_to_torch(load_keras_weights(weights))
+    if not src.is_file():
+        raise FileNotFoundError(f"IN not found: {src}")
+    if name.endswith(".npz") or (name.endswith(".weights.h5") and arch is None):
+        if arch is not None:
+            raise ValueError(f"--arch {arch}: only a bare .weights.h5 takes an architecture")
+        try:
+            return keras_to_torch(load_keras_weights(src))
+        except ValueError as e:
+            hint = "; for another architecture give --arch" if name.endswith(".h5") else ""
+            raise ValueError(f"{e}{hint}") from None
+    from .port.model import load_keras_model
+
+    return load_keras_model(src, arch=arch)
+
+
+# --- the export ----------------------------------------------------------------
+
+
+def require_onnx() -> None:
+    for name in ("onnx", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise OnnxMissingError(
+                f"ONNX export needs the '{name}' package; install the 'onnx' extra: "
+                "pip install 'torch_rnnsin[onnx]'",
+                name=name,
+            ) from None
+
+
+def check_destination(path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(f"OUT {path} already exists; export never overwrites a file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"OUT {path}: folder {path.parent} does not exist")
+
+
+def check_opset(opset: int) -> None:
+    if opset not in OPSETS:
+        raise ValueError(f"opset {opset}: supported {OPSETS.start}..{OPSETS.stop - 1}")
+
+
+def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
+    """Write ``model`` as an ONNX graph with the state as inputs and outputs (see the module
+    docstring); checked in onnxruntime against torch (<= 1e-5) before the file appears.
+
+    ``model`` is the lesson's ``SinRNN`` or a ported model (``state_sizes``, ``streamable``,
+    ``forward(x, state=None, return_state=False)``). Returns the path written."""
+    import io
+
+    import onnx
+    import torch
+
+    from .atomic import atomic_path
+
+    path = Path(path)
+    check_destination(path)
+    check_opset(opset)
+    require_onnx()
+    graph = Streaming(model)
+    was_training = model.training
+    model.eval()
+    try:
+        x, states = graph.example(batch=2, length=3)
+        with torch.no_grad():
+            outputs = graph(x, *states)
+        n_y = len(outputs) - len(states)
+        y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
+        in_names = ["x"] + [f"state_in_{k}" for k in range(len(states))]
+        out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
+        axes = {"x": {0: "batch", 1: "time"}}
+        for name, y in zip(y_names, outputs, strict=False):
+            axes[name] = {0: "batch", 1: "time"} if y.dim() == 3 else {0: "batch"}
+        for name in in_names[1:] + out_names[n_y:]:
+            axes[name] = {0: "batch"}
+        buf = io.BytesIO()
+        with quiet_exporter(), custom_cells(model):
+            torch.onnx.export(
+                graph,
+                (x, *states),
+                buf,
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        proto = onnx.load_from_string(buf.getvalue())
+        onnx.helper.set_model_props(proto, graph.metadata())
+        onnx.checker.check_model(proto)
+        data = proto.SerializeToString()
+        worst = check_against_torch(graph, data)
+        if worst > TOLERANCE:
+            raise ValueError(
+                f"the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); not written"
+            )
+    finally:
+        model.train(was_training)
+    if not graph.streamable:
+        warnings.warn(
+            f"{graph.kind} has Bidirectional or go_backwards layers: exported without state "
+            "inputs (every call reads its whole sequence from the zero state)",
+            UserWarning,
+            stacklevel=2,
+        )
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def _streaming_module():
+    """``Streaming`` is an nn.Module: defined on first use so that importing this file
+    (the CLI's ``--help``) does not import torch."""
+    import torch
+    from torch import nn
+
+    from .model import SinRNN
+
+    class _Streaming(nn.Module):
+        """``(x, *states) -> (*ys, *states)``: the graph's signature around either model."""
+
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+            if isinstance(model, SinRNN):
+                self.kind, self.sizes, self.streamable = "SinRNN", [model.hidden_size], True
+                self.features = model.input_size
+            else:
+                missing = [a for a in ("state_sizes", "streamable") if not hasattr(model, a)]
+                if missing:
+                    raise ValueError(
+                        f"{type(model).__name__}: not a SinRNN or a ported model (no "
+                        f"{', '.join(missing)}); load it with load_keras_model"
+                    )
+                self.kind = type(model).__name__
+                self.streamable = bool(model.streamable)
+                self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
+                self.features = input_features(model)
+
+        def forward(self, x: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            if isinstance(self.model, SinRNN):
+                y, h = self.model(x, states[0])  # (B, 1), (B, H)
+                return y, h
+            if not self.streamable:
+                ys = self.model(x)
+                return tuple(ys) if isinstance(ys, list | tuple) else (ys,)
+            ys, new = self.model(x, state=list(states), return_state=True)
+            ys = tuple(ys) if isinstance(ys, list | tuple) else (ys,)
+            return (*ys, *new)
+
+        def example(self, batch: int, length: int, seed: int = 0):
+            """Random x (B, T, F) in [-1, 1] and states (B, H_k) in [-0.5, 0.5]."""
+            p = next(self.model.parameters())
+            g = torch.Generator().manual_seed(seed)
+            x = torch.rand(batch, length, self.features, generator=g) * 2 - 1
+            states = [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
+            return x.to(p.device), [s.to(p.device) for s in states]
+
+        def metadata(self) -> dict[str, str]:
+            if self.streamable:
+                state = "kept: feed state_out_<k> back as state_in_<k>; zeros start a sequence"
+            else:
+                state = (
+                    "none: Bidirectional or go_backwards layers read the whole sequence; "
+                    "every call starts from the zero state"
+                )
+            return {
+                "torch_rnnsin.model": self.kind,
+                "torch_rnnsin.state": state,
+                "torch_rnnsin.state_sizes": ",".join(str(h) for h in self.sizes),
+            }
+
+    return _Streaming
+
+
+def Streaming(model):  # noqa: N802 - builds the class on first use
+    return _streaming_module()(model)
+
+
+def input_features(model) -> int:
+    """F of a ported model: its first recurrent layer's input size."""
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.RNNBase):
+            return int(m.input_size)
+        if hasattr(m, "input_size"):
+            return int(m.input_size)
+    raise ValueError(f"{type(model).__name__}: no recurrent layer found to read F from")
+
+
+def check_against_torch(graph, data: bytes) -> float:
+    """Largest |onnx - torch| (relative above 1) on shapes other than the traced one:
+    batch 1 and 3, lengths 1 and 7."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for seed, (batch, length) in enumerate([(3, 7), (1, 1)], start=1):
+        x, states = graph.example(batch, length, seed)
+        with torch.no_grad():
+            ref = [t.cpu().numpy() for t in graph(x, *states)]
+        feed = {"x": x.cpu().numpy()}
+        feed.update({f"state_in_{k}": s.cpu().numpy() for k, s in enumerate(states)})
+        for a, b in zip(sess.run(None, feed), ref, strict=True):
+            if a.shape != b.shape:
+                return float("inf")
+            worst = max(worst, float(np.max(np.abs(a - b) / np.maximum(1, np.abs(b)), initial=0)))
+    return worst
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """The TorchScript exporter's notices (its deprecation, tracing of nn.RNN's own shape
+    checks, batch-size hints for packed sequences) say nothing about this graph, which
+    ``check_against_torch`` tests on other shapes."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*(legacy TorchScript|will be removed).*")
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+        yield
+
+
+@contextlib.contextmanager
+def custom_cells(model):
+    """While exporting, a reset-before GRU (Keras ``reset_after=False``) runs as ONNX's GRU
+    op with ``linear_before_reset=0`` instead of its Python loop over time."""
+    yield
+
+
+def describe(path: str | os.PathLike) -> str:
+    """What a written file takes and gives, e.g. ``x [batch, time, 1]``, and its state note."""
+    import onnx
+
+    proto = onnx.load(str(path))
+
+    def shape(v) -> str:
+        dims = [d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim]
+        return f"{v.name} [{', '.join(dims)}]"
+
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return "\n".join(
+        [
+            f"wrote {path} (opset {proto.opset_import[0].version})",
+            f"  inputs   {', '.join(shape(v) for v in proto.graph.input)}",
+            f"  outputs  {', '.join(shape(v) for v in proto.graph.output)}",
+            f"  state    {meta.get('torch_rnnsin.state', '?')}",
+        ]
+    )

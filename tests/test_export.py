@@ -1,0 +1,367 @@
+"""ONNX export that keeps the state: onnxruntime against torch, against Keras, and against
+itself (one-step calls with the state fed back == one call). Never skipped in CI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import IN_CI, random_keras_weights
+from torch import nn
+
+from torch_rnnsin.convert import keras_to_torch, save_keras_weights
+from torch_rnnsin.data import sine_wave, split_series
+from torch_rnnsin.export import (
+    OnnxMissingError,
+    add_export_arguments,
+    export_onnx,
+    require_onnx,
+    run_export,
+)
+from torch_rnnsin.predict import predict_stateful
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="session")
+def ort():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as e:
+        if IN_CI:
+            pytest.fail(f"CI=true and onnx/onnxruntime cannot be imported: {e}")
+        pytest.skip(f"onnx/onnxruntime not installed ({e}); install the 'onnx' extra")
+    return onnxruntime
+
+
+def session(ort, path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run(sess, x: np.ndarray, states: list[np.ndarray]) -> list[np.ndarray]:
+    feed = {"x": x.astype(np.float32)}
+    feed.update({f"state_in_{k}": s.astype(np.float32) for k, s in enumerate(states)})
+    return sess.run(None, feed)
+
+
+def worst(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    assert len(a) == len(b)
+    for u, v in zip(a, b, strict=True):
+        assert u.shape == v.shape, (u.shape, v.shape)
+    return max(float(np.max(np.abs(u - v), initial=0)) for u, v in zip(a, b, strict=True))
+
+
+# --- the lesson ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lesson(tmp_path_factory, ort):
+    """A SinRNN (H = 3, random weights) and its ONNX file."""
+    model = keras_to_torch(random_keras_weights(3, seed=11))
+    path = export_onnx(model, tmp_path_factory.mktemp("lesson") / "sin.onnx")
+    return model, path
+
+
+def test_lesson_streaming_one_point_at_a_time_equals_predict_stateful(lesson, ort):
+    model, path = lesson
+    _, test = split_series(sine_wave(10, 60)["sin_t"].to_numpy())
+    test = test.astype(np.float32)
+    expected, expected_hidden = predict_stateful(model, test)
+    # The README's streaming example.
+    sess = session(ort, path)
+    state = np.zeros((1, 3), np.float32)  # a fresh start
+    pred, hidden = [test[0]], [state[0]]
+    for value in test[:-1]:
+        y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
+        pred.append(y[0, 0])
+        hidden.append(state[0])
+    assert len(pred) == len(test) > 100
+    assert np.max(np.abs(np.array(pred) - expected)) <= TOL
+    assert np.max(np.abs(np.array(hidden) - expected_hidden)) <= TOL
+
+
+def test_lesson_graph_inputs_outputs_and_metadata(lesson):
+    import onnx
+
+    proto = onnx.load(str(lesson[1]))
+    assert [v.name for v in proto.graph.input] == ["x", "state_in_0"]
+    assert [v.name for v in proto.graph.output] == ["y", "state_out_0"]
+    x_dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert x_dims == ["batch", "time", 1]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["torch_rnnsin.state"].startswith("kept")
+    assert meta["torch_rnnsin.state_sizes"] == "3"
+    assert {n.op_type for n in proto.graph.node} >= {"RNN"}
+    assert "Loop" not in {n.op_type for n in proto.graph.node}
+
+
+def test_lesson_matches_torch_for_batch_1_to_8_and_length_1_to_50(lesson, ort):
+    model, path = lesson
+    sess = session(ort, path)
+    rng = np.random.default_rng(0)
+    for batch in range(1, 9):
+        for length in (1, 2, 13, 50):
+            x = rng.uniform(-1, 1, (batch, length, 1)).astype(np.float32)
+            h = rng.uniform(-1, 1, (batch, 3)).astype(np.float32)
+            with torch.no_grad():
+                ref = [t.numpy() for t in model(torch.from_numpy(x), torch.from_numpy(h))]
+            assert worst(run(sess, x, [h]), ref) <= TOL, (batch, length)
+
+
+# --- stand-ins for the ported model's contract -------------------------------------
+
+
+class StandIn(nn.Module):
+    """The ported model's contract, built from real nn.RNN / nn.LSTM / nn.GRU modules:
+    ``layers`` is a list of (kind, H) with kind in rnn_tanh, rnn_relu, lstm, gru."""
+
+    def __init__(
+        self,
+        layers: list[tuple[str, int]],
+        features: int = 2,
+        units: int | None = 2,
+        sequences: bool = False,
+        bidirectional: bool = False,
+        backwards: bool = False,
+        split: bool = False,
+    ) -> None:
+        super().__init__()
+        torch.manual_seed(len(layers) * 7 + features)
+        self.kinds = [k for k, _ in layers]
+        self.rnns = nn.ModuleList()
+        f = features
+        for kind, h in layers:
+            cls = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
+            extra = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
+            self.rnns.append(cls(f, h, batch_first=True, bidirectional=bidirectional, **extra))
+            f = h * (2 if bidirectional else 1)
+        self.sequences, self.backwards, self.split = sequences, backwards, split
+        self.head = nn.Linear(f, units) if units else None
+        self.streamable = not (bidirectional or backwards)
+        self.state_sizes = [h for kind, h in layers for _ in range(2 if kind == "lstm" else 1)]
+        self.eval()
+
+    def forward(self, x, state=None, return_state=False):
+        if return_state and not self.streamable:
+            raise ValueError("not streamable")
+        flat = list(state) if state is not None else None
+        new = []
+        out = torch.flip(x, [1]) if self.backwards else x  # (B, T, F)
+        for kind, rnn in zip(self.kinds, self.rnns, strict=True):
+            if kind == "lstm":
+                hc = None if flat is None else (flat.pop(0)[None], flat.pop(0)[None])
+                out, (h, c) = rnn(out, hc)
+                new += [h[0], c[0]] if self.streamable else []
+            else:
+                out, h = rnn(out, None if flat is None else flat.pop(0)[None])
+                new += [h[0]] if self.streamable else []
+        y = out if self.sequences else out[:, -1]  # (B, T, H) or (B, H)
+        y = self.head(y) if self.head is not None else y
+        if self.split:  # two outputs, as Bidirectional(merge_mode=None) gives
+            y = [y[..., : y.shape[-1] // 2], y[..., y.shape[-1] // 2 :]]
+        return (y, new) if return_state else y
+
+
+STANDINS = {
+    "simple_tanh": lambda: StandIn([("rnn_tanh", 4)], units=1),
+    "simple_relu_seq": lambda: StandIn([("rnn_relu", 3)], sequences=True),
+    "lstm": lambda: StandIn([("lstm", 5)]),
+    "gru": lambda: StandIn([("gru", 4)], features=3),
+    "stack": lambda: StandIn([("lstm", 4), ("gru", 3), ("rnn_tanh", 2)], sequences=True),
+    "no_head": lambda: StandIn([("gru", 3), ("lstm", 2)], units=None),
+}
+
+
+@pytest.fixture(scope="session")
+def standin_files(tmp_path_factory, ort):
+    folder = tmp_path_factory.mktemp("standin")
+    return {
+        name: (make(), export_onnx(make(), folder / f"{name}.onnx"))
+        for name, make in STANDINS.items()
+    }
+
+
+def _random(model, batch, length, rng):
+    x = rng.uniform(-1, 1, (batch, length, model.rnns[0].input_size)).astype(np.float32)
+    states = [rng.uniform(-0.5, 0.5, (batch, h)).astype(np.float32) for h in model.state_sizes]
+    return x, states
+
+
+def _torch(model, x, states):
+    with torch.no_grad():
+        y, new = model(torch.from_numpy(x), [torch.from_numpy(s) for s in states], True)
+    return [y.numpy()] + [s.numpy() for s in new]
+
+
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_streamable_matches_torch_any_batch_and_length(name, standin_files, ort):
+    model, path = standin_files[name]
+    sess = session(ort, path)
+    rng = np.random.default_rng(1)
+    assert [i.name for i in sess.get_inputs()] == ["x"] + [
+        f"state_in_{k}" for k in range(len(model.state_sizes))
+    ]
+    for batch, length in [(1, 1), (8, 50), (3, 17), (5, 2)]:
+        x, states = _random(model, batch, length, rng)
+        assert worst(run(sess, x, states), _torch(model, x, states)) <= TOL, (batch, length)
+
+
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_one_step_calls_with_state_fed_back_equal_one_call(name, standin_files, ort):
+    model, path = standin_files[name]
+    sess = session(ort, path)
+    x, _ = _random(model, 4, 9, np.random.default_rng(2))
+    zeros = [np.zeros((4, h), np.float32) for h in model.state_sizes]
+    whole = run(sess, x, zeros)
+    states, ys = zeros, []
+    for t in range(x.shape[1]):
+        y, *states = run(sess, x[:, t : t + 1], states)
+        ys.append(y)
+    stepped = [np.concatenate(ys, 1) if model.sequences else ys[-1], *states]
+    assert worst(stepped, whole) <= TOL
+    # zeros are the fresh start: the same as torch with no state
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    assert np.max(np.abs(whole[0] - ref.numpy())) <= TOL
+
+
+NOT_STREAMABLE = {
+    "bidirectional_lstm": lambda: StandIn([("lstm", 3)], bidirectional=True),
+    "backwards_gru_seq": lambda: StandIn([("gru", 3)], backwards=True, sequences=True),
+    "bidirectional_two_outputs": lambda: StandIn(
+        [("rnn_tanh", 3)], bidirectional=True, units=None, sequences=True, split=True
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_STREAMABLE))
+def test_bidirectional_and_backwards_export_without_state_and_say_so(name, tmp_path, ort):
+    import onnx
+
+    model = NOT_STREAMABLE[name]()
+    with pytest.warns(UserWarning, match="without state inputs"):
+        path = export_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    assert [v.name for v in proto.graph.input] == ["x"]
+    outputs = [v.name for v in proto.graph.output]
+    assert outputs == (["y_0", "y_1"] if model.split else ["y"])
+    assert {p.key: p.value for p in proto.metadata_props}["torch_rnnsin.state"].startswith("none")
+    sess = session(ort, path)
+    rng = np.random.default_rng(3)
+    for batch, length in [(1, 1), (8, 50), (2, 6)]:
+        x = rng.uniform(-1, 1, (batch, length, 2)).astype(np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x))
+        ref = [t.numpy() for t in ref] if isinstance(ref, list) else [ref.numpy()]
+        assert worst(sess.run(None, {"x": x}), ref) <= TOL, (batch, length)
+
+
+# --- refusals and the command ------------------------------------------------------
+
+
+def test_existing_file_is_never_overwritten(lesson, tmp_path):
+    target = tmp_path / "taken.onnx"
+    target.write_bytes(b"user data")
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_onnx(lesson[0], target)
+    assert target.read_bytes() == b"user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.onnx"]
+
+
+def test_refuses_what_it_cannot_export(lesson, tmp_path):
+    with pytest.raises(ValueError, match=r"Linear: not a SinRNN or a ported model"):
+        export_onnx(nn.Linear(2, 2), tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match=r"opset 9: supported 14\.\.20"):
+        export_onnx(lesson[0], tmp_path / "b.onnx", opset=9)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_onnx(lesson[0], tmp_path / "no" / "c.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_missing_onnx_is_one_line_naming_the_extra(missing, monkeypatch):
+    monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
+    with pytest.raises(OnnxMissingError) as e:
+        require_onnx()
+    assert isinstance(e.value, ValueError)  # the CLI's one-line exit 2
+    assert f"'{missing}'" in str(e.value) and "'onnx' extra" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_export_arguments(p)
+    return p.parse_args(list(argv))
+
+
+@pytest.fixture(scope="session")
+def lesson_files(tmp_path_factory):
+    """The lesson's weights as .npz, .weights.h5 and a run folder's keras_weights.npz."""
+    folder = tmp_path_factory.mktemp("lesson_files")
+    weights = random_keras_weights(2, seed=5)
+    (folder / "run").mkdir()
+    for name in ("w.npz", "w.weights.h5", "run/keras_weights.npz"):
+        save_keras_weights(weights, folder / name)
+    return folder, keras_to_torch(weights)
+
+
+@pytest.mark.parametrize("src", ["w.npz", "w.weights.h5", "run"])
+def test_command_exports_lesson_files_and_run_folders(src, lesson_files, tmp_path, ort, capsys):
+    folder, model = lesson_files
+    out = tmp_path / "m.onnx"
+    assert run_export(parse(str(folder / src), str(out))) == 0
+    printed = capsys.readouterr().out
+    assert "x [batch, time, 1], state_in_0 [batch, 2]" in printed
+    x = np.random.default_rng(4).uniform(-1, 1, (3, 5, 1)).astype(np.float32)
+    h = np.zeros((3, 2), np.float32)
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(torch.from_numpy(x))]
+    assert worst(run(session(ort, out), x, [h]), ref) <= TOL
+
+
+def test_command_refuses_bad_input_without_writing(lesson_files, tmp_path):
+    folder, _ = lesson_files
+    garbage = tmp_path / "bad.npz"
+    garbage.write_bytes(b"not a zip")
+    (tmp_path / "empty_run").mkdir()
+    taken = tmp_path / "taken.onnx"
+    taken.write_bytes(b"mine")
+    cases = [
+        (tmp_path / "missing.npz", tmp_path / "a.onnx", "not found"),
+        (garbage, tmp_path / "b.onnx", "bad.npz"),
+        (tmp_path / "empty_run", tmp_path / "c.onnx", "no keras_weights.npz"),
+        (folder / "w.npz", taken, "already exists"),
+    ]
+    for src, dst, message in cases:
+        with pytest.raises((ValueError, OSError), match=message) as e:
+            run_export(parse(str(src), str(dst)))
+        assert "\n" not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz", "empty_run", "taken.onnx"]
+    assert taken.read_bytes() == b"mine"
+
+
+# --- against Keras itself ----------------------------------------------------------
+
+
+@pytest.mark.keras
+def test_lesson_onnx_against_keras_stateless_and_stateful(kr, ort, tmp_path):
+    weights = random_keras_weights(4, seed=21)
+    path = export_onnx(keras_to_torch(weights), tmp_path / "sin.onnx")
+    sess = session(ort, path)
+    keras_model = kr.define_model(None, hidden=4)
+    keras_model.set_weights(weights)
+    x = np.random.default_rng(6).uniform(-1, 1, (5, 9, 1)).astype(np.float32)
+    y, _ = run(sess, x, [np.zeros((5, 4), np.float32)])
+    assert np.max(np.abs(y - keras_model.predict(x, verbose=0))) <= TOL
+    # Keras's own stateful prediction (batch 1, length 1, state carried), point by point.
+    _, test = split_series(sine_wave(10, 20)["sin_t"].to_numpy())
+    expected, _ = kr.predict_stateful(keras_model, test)
+    state, pred = np.zeros((1, 4), np.float32), [test[0]]
+    for value in test[:-1].astype(np.float32):
+        y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
+        pred.append(y[0, 0])
+    assert np.max(np.abs(np.array(pred, np.float32) - expected)) <= TOL
