@@ -84,6 +84,24 @@ def test_lesson_streaming_one_point_at_a_time_equals_predict_stateful(lesson, or
     assert np.max(np.abs(np.array(hidden) - expected_hidden)) <= TOL
 
 
+def test_readme_streaming_example_runs_and_equals_predict_stateful(ort, tmp_path, monkeypatch):
+    """The README's loop, run as written on the lesson's test series."""
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Streaming inference with ONNX") :]
+    code = section[section.index("```python\n") + 10 :]
+    code = code[: code.index("```")]
+    model = keras_to_torch(random_keras_weights(1, seed=8))  # the lesson's H = 1
+    export_onnx(model, tmp_path / "sin.onnx")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    expected, _ = predict_stateful(model, scope["test"])
+    assert len(scope["pred"]) == len(expected) == 1251
+    assert np.max(np.abs(np.array(scope["pred"], np.float32) - expected)) <= TOL
+
+
 def test_lesson_graph_inputs_outputs_and_metadata(lesson):
     import onnx
 
