@@ -27,8 +27,6 @@ _PUBLIC = {
     "save_keras_weights": "convert",
     "load_keras_model": "port.model",
     "save_keras_model": "port.model",
-    "load_keras_model": "port.model",
-    "save_keras_model": "port.model",
     "TrainConfig": "config",
     "SinRNNModule": "lit_module",
     "SineDataModule": "datamodule",
