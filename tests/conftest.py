@@ -63,3 +63,50 @@ def copy_run(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     return dst
+
+
+def needs_keras(*modules: str) -> None:
+    """Skip when a Keras package is missing, except with CI=true: then fail."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        msg = f"{', '.join(missing)} not installed; install the 'keras' extra and tf-keras"
+        if IN_CI:
+            pytest.fail(f"CI=true and {msg}")
+        pytest.skip(msg)
+
+
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder all xdist workers of this session share (the session's own otherwise)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def keras3():
+    """Keras 3, imported in this process (for round trips and Hypothesis)."""
+    needs_keras("keras", "tensorflow")
+    import keras
+
+    return keras
+
+
+@pytest.fixture(scope="session")
+def keras_models(tmp_path_factory):
+    """Every model of tests/keras_factory.py, built once per session (both Keras APIs,
+    two subprocesses) and shared by the xdist workers: a keras_factory.Built."""
+    needs_keras("keras", "tensorflow", "tf_keras")
+    import keras_factory
+    from filelock import FileLock
+
+    root = shared_tmp(tmp_path_factory)
+    out, failed = root / "keras_factory", root / "keras_factory.failed"
+    with FileLock(str(root / "keras_factory.lock")):
+        if failed.exists():
+            pytest.fail(failed.read_text())
+        try:
+            return keras_factory.build(out)
+        except Exception as e:
+            failed.write_text(f"{type(e).__name__}: {e}")
+            raise
