@@ -21,6 +21,7 @@ from torch_rnnsin.export import (
     require_onnx,
     run_export,
 )
+from torch_rnnsin.port.modules import GRUResetBefore
 from torch_rnnsin.predict import predict_stateful
 
 TOL = 1e-5
@@ -153,14 +154,22 @@ class StandIn(nn.Module):
         self.rnns = nn.ModuleList()
         f = features
         for kind, h in layers:
-            cls = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
-            extra = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
-            self.rnns.append(cls(f, h, batch_first=True, bidirectional=bidirectional, **extra))
+            if kind == "gru_rb":  # Keras's GRU(reset_after=False): the port's own cell
+                self.rnns.append(GRUResetBefore(f, h))
+            else:
+                cls = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+                extra = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
+                self.rnns.append(
+                    cls[kind](f, h, batch_first=True, bidirectional=bidirectional, **extra)
+                )
             f = h * (2 if bidirectional else 1)
         self.sequences, self.backwards, self.split = sequences, backwards, split
         self.head = nn.Linear(f, units) if units else None
         self.streamable = not (bidirectional or backwards)
         self.state_sizes = [h for kind, h in layers for _ in range(2 if kind == "lstm" else 1)]
+        with torch.no_grad():
+            for p in self.parameters():  # biases too, so that no mix-up can hide
+                p.uniform_(-0.6, 0.6)
         self.eval()
 
     def forward(self, x, state=None, return_state=False):
@@ -191,6 +200,10 @@ STANDINS = {
     "gru": lambda: StandIn([("gru", 4)], features=3),
     "stack": lambda: StandIn([("lstm", 4), ("gru", 3), ("rnn_tanh", 2)], sequences=True),
     "no_head": lambda: StandIn([("gru", 3), ("lstm", 2)], units=None),
+    "gru_reset_before": lambda: StandIn([("gru_rb", 4)], features=3),
+    "gru_reset_before_stack": lambda: StandIn(
+        [("lstm", 3), ("gru_rb", 4), ("gru", 2)], sequences=True
+    ),
 }
 
 
@@ -250,6 +263,7 @@ def test_one_step_calls_with_state_fed_back_equal_one_call(name, standin_files, 
 NOT_STREAMABLE = {
     "bidirectional_lstm": lambda: StandIn([("lstm", 3)], bidirectional=True),
     "backwards_gru_seq": lambda: StandIn([("gru", 3)], backwards=True, sequences=True),
+    "backwards_gru_reset_before": lambda: StandIn([("gru_rb", 3)], backwards=True),
     "bidirectional_two_outputs": lambda: StandIn(
         [("rnn_tanh", 3)], bidirectional=True, units=None, sequences=True, split=True
     ),
@@ -383,3 +397,15 @@ def test_lesson_onnx_against_keras_stateless_and_stateful(kr, ort, tmp_path):
         y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
         pred.append(y[0, 0])
     assert np.max(np.abs(np.array(pred, np.float32) - expected)) <= TOL
+
+
+def test_one_onnx_op_per_recurrent_layer_and_reset_before_gru_as_onnx_gru(standin_files):
+    """No loop over time: [LSTM, GRU(reset_after=False), GRU] are three ONNX ops, the
+    port's own cell as linear_before_reset=0 (its maths), nn.GRU as 1."""
+    import onnx
+
+    proto = onnx.load(str(standin_files["gru_reset_before_stack"][1]))
+    ops = [n for n in proto.graph.node if n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan")]
+    assert [n.op_type for n in ops] == ["LSTM", "GRU", "GRU"]
+    lbr = [next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0) for n in ops[1:]]
+    assert lbr == [0, 1]

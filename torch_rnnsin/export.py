@@ -317,9 +317,70 @@ def quiet_exporter():
 
 @contextlib.contextmanager
 def custom_cells(model):
-    """While exporting, a reset-before GRU (Keras ``reset_after=False``) runs as ONNX's GRU
-    op with ``linear_before_reset=0`` instead of its Python loop over time."""
-    yield
+    """While exporting, each reset-before GRU (Keras ``reset_after=False``) runs as one ONNX
+    GRU op with ``linear_before_reset=0`` instead of its Python loop over time."""
+    from .port.modules import GRUResetBefore
+
+    cells = [m for m in model.modules() if isinstance(m, GRUResetBefore)]
+    apply = _gru_reset_before_function().apply
+    for cell in cells:
+        cell.forward = lambda x, h0=None, cell=cell: apply(x, h0, cell, *cell.parameters())
+    try:
+        yield
+    finally:
+        for cell in cells:
+            del cell.forward  # the class's own forward again
+
+
+def _gru_reset_before_function():
+    """An autograd Function whose ONNX form is the GRU op; its torch form is the cell's own
+    loop (run while tracing, so the traced values are the cell's)."""
+    import torch
+
+    class GRUResetBeforeOp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, h0, cell, *parameters):  # x (B, T, F), h0 (1, B, H) or None
+            # The parameters are inputs only so that the tracer knows them.
+            return type(cell).forward(cell, x, h0)  # (B, T, H), (1, B, H)
+
+        @staticmethod
+        def symbolic(g, x, h0, cell, *parameters):
+            return gru_reset_before_onnx(g, x, h0, cell)
+
+    return GRUResetBeforeOp
+
+
+def gru_reset_before_onnx(g, x, h0, cell):
+    """ONNX's GRU (gates z, r, h; ``linear_before_reset=0``) from the cell's nn.GRU-style
+    rows r, z, n: W = [W_z; W_r; W_n], R likewise, bias = [b_ih reordered; zeros]."""
+    import torch
+
+    H = cell.hidden_size
+
+    def zrn(t: torch.Tensor) -> torch.Tensor:  # rows r, z, n -> z, r, n
+        r, z, n = t.detach().float().cpu().split(H)
+        return torch.cat([z, r, n])
+
+    b_ih = zrn(cell.bias_ih_l0) if cell.bias_ih_l0 is not None else torch.zeros(3 * H)
+    W = g.op("Constant", value_t=zrn(cell.weight_ih_l0).unsqueeze(0))  # (1, 3H, F)
+    R = g.op("Constant", value_t=zrn(cell.weight_hh_l0).unsqueeze(0))  # (1, 3H, H)
+    B = g.op("Constant", value_t=torch.cat([b_ih, torch.zeros(3 * H)]).unsqueeze(0))  # (1, 6H)
+    none = g.op("prim::Constant")
+    none.setType(torch._C.OptionalType.ofTensor())  # an omitted optional input
+    h0 = none if h0 is None or _is_none(h0) else h0
+    xt = g.op("Transpose", x, perm_i=[1, 0, 2])  # (T, B, F)
+    y, h_n = g.op(
+        "GRU", xt, W, R, B, none, h0, hidden_size_i=H, linear_before_reset_i=0, outputs=2
+    )  # (T, 1, B, H), (1, B, H)
+    axis1 = g.op("Constant", value_t=torch.tensor([1]))
+    y = g.op("Transpose", g.op("Squeeze", y, axis1), perm_i=[1, 0, 2])  # (B, T, H)
+    return y, h_n
+
+
+def _is_none(value) -> bool:
+    """A traced None (prim::Constant of type None)."""
+    node = getattr(value, "node", lambda: None)()
+    return node is not None and node.mustBeNone()
 
 
 def describe(path: str | os.PathLike) -> str:
