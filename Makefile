@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PIP     := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: train test lint format bench study compare clean
+.PHONY: train test lint format bench study compare clean notebook
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -35,6 +35,10 @@ compare: $(STAMP)
 
 study: $(STAMP)
 	$(PY) -m torch_rnnsin study $(ARGS)
+
+# docs/lesson.ipynb from docs/lesson.py, executed with outputs (as the test runs it)
+notebook: $(STAMP)
+	$(PY) tests/test_notebook.py
 
 clean:
 	rm -rf .venv runs build *.egg-info .pytest_cache .ruff_cache
