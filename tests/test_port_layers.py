@@ -1,0 +1,336 @@
+"""Each Keras layer kind and option against its equations in NumPy; the tables both ways;
+every refusal names the layer class, its name and the option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from port_helpers import (
+    NP_ACTIVATIONS,
+    keras_arrays,
+    layer,
+    np_layer,
+    sequential,
+)
+
+from torch_rnnsin.port import layers as L
+from torch_rnnsin.port.model import build_model
+
+B, T, F = 3, 6, 2
+
+
+def run(model, x):
+    with torch.no_grad():
+        y = model(torch.from_numpy(x.astype(np.float32)))
+    return [t.numpy() for t in y] if isinstance(y, list) else y.numpy()
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(7).normal(size=(B, T, F)).astype(np.float32)
+
+
+RECURRENT_CASES = [
+    ("SimpleRNN", {}),
+    ("SimpleRNN", {"activation": "relu"}),
+    ("SimpleRNN", {"use_bias": False}),
+    ("SimpleRNN", {"return_sequences": True, "go_backwards": True}),
+    ("LSTM", {}),
+    ("LSTM", {"use_bias": False, "return_sequences": True}),
+    ("LSTM", {"go_backwards": True}),
+    ("GRU", {}),
+    ("GRU", {"return_sequences": True, "go_backwards": True}),
+    ("GRU", {"use_bias": False}),
+    ("GRU", {"reset_after": False}),
+    ("GRU", {"reset_after": False, "return_sequences": True}),
+    ("GRU", {"reset_after": False, "use_bias": False, "go_backwards": True}),
+]
+
+
+@pytest.mark.parametrize(("kind", "opts"), RECURRENT_CASES)
+def test_recurrent_layer_matches_its_equations(kind, opts, x):
+    H = 3
+    rng = np.random.default_rng(len(kind) + len(opts))
+    arrays = keras_arrays(
+        kind, F, H, rng, opts.get("use_bias", True), opts.get("reset_after", True)
+    )
+    model = build_model(sequential(F, layer(kind, "rec", units=H, **opts)), {"rec": arrays})
+    want = np_layer(
+        kind,
+        x.astype(np.float64),
+        arrays,
+        H,
+        **{k: v for k, v in opts.items() if k not in ("reset_after", "use_bias")},
+        reset_after=opts.get("reset_after", True),
+        use_bias=opts.get("use_bias", True),
+    )
+    assert np.abs(run(model, x) - want).max() < 1e-5
+    rnn = model.layers[0].rnn
+    expected_class = "GRUResetBefore" if opts.get("reset_after") is False else f"{kind}"
+    assert type(rnn).__name__ in (expected_class, {"SimpleRNN": "RNN"}.get(kind, kind))
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_bidirectional_merges_like_keras_equations(kind, merge_mode, return_sequences, x):
+    H = 2
+    rng = np.random.default_rng(3)
+    fw, bw = keras_arrays(kind, F, H, rng), keras_arrays(kind, F, H, rng)
+    inner = layer(kind, "inner", units=H, return_sequences=return_sequences)
+    cfg = sequential(F, layer("Bidirectional", "bi", layer=inner, merge_mode=merge_mode))
+    model = build_model(cfg, {"bi": fw + bw})
+    x64 = x.astype(np.float64)
+    f = np_layer(kind, x64, fw, H, return_sequences=return_sequences)
+    b = np_layer(kind, x64, bw, H, return_sequences=return_sequences, go_backwards=True)
+    if return_sequences:
+        b = b[:, ::-1]  # re-aligned in time
+    want = {
+        "concat": lambda: np.concatenate([f, b], -1),
+        "sum": lambda: f + b,
+        "mul": lambda: f * b,
+        "ave": lambda: (f + b) / 2,
+        None: lambda: [f, b],
+    }[merge_mode]()
+    got = run(model, x)
+    if merge_mode is None:
+        assert len(got) == 2
+        assert max(np.abs(g - w).max() for g, w in zip(got, want, strict=True)) < 1e-5
+    else:
+        assert np.abs(got - want).max() < 1e-5
+
+
+@pytest.mark.parametrize("activation", list(NP_ACTIVATIONS))
+@pytest.mark.parametrize("wrapper", ["Dense", "TimeDistributed", "Activation"])
+def test_dense_heads_and_activations(activation, wrapper, x):
+    rng = np.random.default_rng(11)
+    kernel, bias = rng.uniform(-1.5, 1.5, (F, 4)).astype(np.float32), rng.uniform(-1, 1, 4)
+    dense = layer("Dense", "d", units=4, activation=activation)
+    if wrapper == "TimeDistributed":
+        cfg = sequential(F, layer("TimeDistributed", "td", layer=dense))
+        weights = {"td": [kernel, bias.astype(np.float32)]}
+    elif wrapper == "Activation":
+        cfg = sequential(
+            F,
+            layer("Dense", "d", units=4),
+            layer("Dropout", "drop", rate=0.5),
+            layer("Activation", "act", activation=activation),
+        )
+        weights = {"d": [kernel, bias.astype(np.float32)]}
+    else:
+        cfg = sequential(F, dense)
+        weights = {"d": [kernel, bias.astype(np.float32)]}
+    want = NP_ACTIVATIONS[activation](x.astype(np.float64) @ kernel + bias.astype(np.float32))
+    model = build_model(cfg, weights)
+    assert np.abs(run(model, x) - want).max() < 1e-5 * max(1.0, np.abs(want).max())
+
+
+def test_identity_layers_do_nothing(x):
+    names = ["Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout"]
+    opts = {"Dropout": {"rate": 0.5}, "GaussianNoise": {"stddev": 1.0}}
+    cfg = sequential(
+        F,
+        *(layer(n, f"l{i}", **opts.get(n, {})) for i, n in enumerate(names)),
+        layer("ActivityRegularization", "reg", l1=0.1),
+    )
+    model = build_model(cfg, {})
+    model.train()  # identity even in training mode: the port is inference
+    assert np.array_equal(run(model, x), x)
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+
+@st.composite
+def layer_cases(draw):
+    kind = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU", "Dense"]))
+    reset_after = draw(st.booleans())
+    use_bias = draw(st.booleans())
+    F, H = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**16))
+    return kind, F, H, use_bias, reset_after, seed
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(layer_cases())
+def test_keras_torch_keras_is_exact(case):
+    kind, F_, H, use_bias, reset_after, seed = case
+    arrays = keras_arrays(kind, F_, H, np.random.default_rng(seed), use_bias, reset_after)
+    if kind == "Dense":
+        cfg = sequential(F_, layer("Dense", "k", units=H, use_bias=use_bias))
+    else:
+        opts = {"reset_after": reset_after} if kind == "GRU" else {}
+        cfg = sequential(F_, layer(kind, "k", units=H, use_bias=use_bias, **opts))
+    model = build_model(cfg, {"k": arrays})
+    back = model.keras_weights()["k"]
+    assert len(back) == len(arrays)
+    for a, b in zip(back, arrays, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_gru_gate_reorder_and_bias_rows():
+    H = 2
+    k = np.arange(3 * 3 * H, dtype=np.float32).reshape(3, 3 * H)  # columns z z r r h h
+    u = np.zeros((H, 3 * H), np.float32)
+    b = np.stack([np.arange(3 * H), 100 + np.arange(3 * H)]).astype(np.float32)
+    model = build_model(sequential(3, layer("GRU", "g", units=H)), {"g": [k, u, b]})
+    gru = model.layers[0].rnn
+    z, r, h = k[:, :H].T, k[:, H : 2 * H].T, k[:, 2 * H :].T
+    assert np.array_equal(gru.weight_ih_l0.detach().numpy(), np.concatenate([r, z, h]))
+    assert np.array_equal(gru.bias_ih_l0.detach().numpy(), [2, 3, 0, 1, 4, 5])
+    assert np.array_equal(gru.bias_hh_l0.detach().numpy(), [102, 103, 100, 101, 104, 105])
+
+
+def test_single_keras_bias_frozen_and_parameter_count_is_keras():
+    H, F_ = 3, 2
+    for kind, k in (("SimpleRNN", 1), ("LSTM", 4)):
+        arrays = keras_arrays(kind, F_, H, np.random.default_rng(0))
+        model = build_model(sequential(F_, layer(kind, "r", units=H)), {"r": arrays})
+        rnn = model.layers[0].rnn
+        assert not rnn.bias_hh_l0.requires_grad and torch.all(rnn.bias_hh_l0 == 0)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert trainable == sum(a.size for a in arrays) == k * H * (F_ + H + 1)
+        with torch.no_grad():  # a bias_hh trained in torch is folded back into Keras's bias
+            rnn.bias_hh_l0.fill_(0.5)
+        back = model.keras_weights()["r"][2]
+        assert np.allclose(back, arrays[2] + 0.5)
+
+
+def test_every_shape_checked_before_copying():
+    H = 3
+    arrays = keras_arrays("LSTM", F, H, np.random.default_rng(1))
+    model = build_model(sequential(F, layer("LSTM", "lstm", units=H)), {"lstm": arrays})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bad = [arrays[0], arrays[1], np.zeros(4 * H + 1, np.float32)]
+    with pytest.raises(ValueError, match=r"LSTM 'lstm' bias: expected shape \(12,\), got \(13,\)"):
+        L.keras_to_torch(model.layers[0].rnn, L.rnn_table("LSTM", True), bad, "LSTM 'lstm'")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # the kernels were not copied either
+    with pytest.raises(ValueError, match=r"LSTM 'lstm'.*expected 3 arrays.*got 2"):
+        build_model(sequential(F, layer("LSTM", "lstm", units=H)), {"lstm": arrays[:2]})
+    with pytest.raises(ValueError, match=r"recurrent_kernel: expected shape \(3, 12\), got"):
+        build_model(
+            sequential(F, layer("LSTM", "lstm", units=H)),
+            {"lstm": [arrays[0], arrays[1][:2], arrays[2]]},
+        )
+
+
+@pytest.mark.parametrize(
+    ("array", "match"),
+    [
+        (np.array([1e39, 0.0]), r"finite float32.*1e\+39"),
+        (np.array([np.nan, 0.0]), "finite float32"),
+        (np.array([1 + 1j, 0]), "real numbers, got dtype complex128"),
+        (np.array(["a", "b"]), "real numbers, got dtype <U1"),
+    ],
+)
+def test_arrays_beyond_float32_or_not_real_are_refused(array, match):
+    with pytest.raises(ValueError, match=match):
+        L.as_float32("Dense 'd' bias", array)
+    with pytest.raises(ValueError, match=match):
+        build_model(
+            sequential(1, layer("Dense", "d", units=2)),
+            {"d": [np.ones((1, 2), np.float32), array]},
+        )
+
+
+# --- refusals: class, layer name, option ----------------------------------------------------
+
+REFUSED_OPTIONS = [
+    ("SimpleRNN", {"activation": "sigmoid"}, "activation='sigmoid'"),
+    ("SimpleRNN", {"activation": None}, "activation=None"),
+    ("LSTM", {"activation": "relu"}, "activation='relu'"),
+    ("LSTM", {"recurrent_activation": "hard_sigmoid"}, "recurrent_activation='hard_sigmoid'"),
+    ("GRU", {"recurrent_activation": "hard_sigmoid"}, "recurrent_activation='hard_sigmoid'"),
+    ("GRU", {"return_state": True}, "return_state=True"),
+    ("LSTM", {"time_major": True}, "time_major=True"),
+    ("LSTM", {"dtype": "float16"}, "dtype='float16'"),
+    (
+        "GRU",
+        {"dtype": {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}},
+        "dtype=",
+    ),
+    ("SimpleRNN", {"units": 0}, "units=0"),
+    ("SimpleRNN", {"units": True}, "units=True"),
+    ("LSTM", {"go_backwards": "yes"}, "go_backwards='yes'"),
+    ("LSTM", {"cell_clip": 3.0}, "cell_clip=3.0"),
+    ("Dense", {"activation": "hard_sigmoid"}, "activation='hard_sigmoid'"),
+    ("Dense", {"activation": {"class_name": "function", "config": "mine"}}, "activation="),
+    ("Dense", {"quantization_config": {"mode": "int8"}}, "quantization_config="),
+    ("Dense", {"lora_rank": 4}, "lora_rank=4"),
+]
+
+
+@pytest.mark.parametrize(("cls", "opts", "option"), REFUSED_OPTIONS)
+def test_unmapped_option_refused_naming_class_layer_option(cls, opts, option):
+    cfg = sequential(F, layer(cls, "my_layer", **{"units": 2, **opts}))
+    with pytest.raises(ValueError) as e:
+        build_model(cfg)
+    msg = str(e.value)
+    assert msg.startswith(f"{cls} 'my_layer': {option}"), msg
+    assert "\n" not in msg and ("supported" in msg or "ported" in msg)
+
+
+@pytest.mark.parametrize(
+    ("entry", "start"),
+    [
+        (layer("Conv1D", "conv", filters=2, kernel_size=3), "Conv1D 'conv': layer class Conv1D"),
+        (layer("Masking", "mask", mask_value=0.0), "Masking 'mask': layer class Masking"),
+        (layer("Attention", "att"), "Attention 'att': layer class Attention"),
+        (layer("Lambda", "lam", function="x"), "Lambda 'lam': layer class Lambda"),
+        (layer("Dropout", "drop", rate=0.1, unknown=1), "Dropout 'drop': unknown=1"),
+        (layer("Activation", "a", activation="hard_sigmoid"), "Activation 'a': activation="),
+        (
+            layer("TimeDistributed", "td", layer=layer("LSTM", "l", units=2)),
+            "TimeDistributed 'td': layer='LSTM'",
+        ),
+        (
+            layer("Bidirectional", "bi", layer=layer("LSTM", "l", units=2), merge_mode="max"),
+            "Bidirectional 'bi': merge_mode='max'",
+        ),
+        (
+            layer("Bidirectional", "bi", layer=layer("LSTM", "l", units=2, return_state=True)),
+            "LSTM 'l': return_state=True",
+        ),
+        (
+            {"class_name": "Sequential", "config": {"name": "inner", "layers": []}},
+            "Sequential 'inner': nested models",
+        ),
+        (
+            {**layer("LSTM", "mine", units=2), "module": "my_pkg", "registered_name": "X>LSTM"},
+            "LSTM 'mine': custom layer",
+        ),
+    ],
+)
+def test_unsupported_layers_refused(entry, start):
+    with pytest.raises(ValueError) as e:
+        build_model(sequential(F, entry))
+    assert str(e.value).startswith(start), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_recurrent_layer_after_a_flat_output_is_refused():
+    cfg = sequential(F, layer("LSTM", "a", units=2), layer("GRU", "b", units=2))
+    with pytest.raises(ValueError, match=r"GRU 'b': needs a \(batch, time, features\) input"):
+        build_model(cfg)
+
+
+def test_options_without_effect_are_accepted():
+    noise = {
+        "trainable": False,
+        "kernel_initializer": {"class_name": "Zeros"},
+        "kernel_regularizer": {"class_name": "L2"},
+        "dropout": 0.3,
+        "recurrent_dropout": 0.2,
+        "unroll": True,
+        "stateful": True,
+        "implementation": 1,
+        "time_major": False,
+        "return_state": False,
+        "dtype": "float32",
+    }
+    model = build_model(sequential(F, layer("LSTM", "l", units=2, **noise)))
+    assert model.layers[0].options["units"] == 2
