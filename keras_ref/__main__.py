@@ -9,38 +9,39 @@ that torch_rnnsin never imports TensorFlow.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from torch_rnnsin.cli import add_config_args, config_from
+from torch_rnnsin.args import OneLineParser, add_config_args, config_from
+from torch_rnnsin.atomic import atomic_path, write_json
 from torch_rnnsin.config import validate
 from torch_rnnsin.data import make_stream_chunks, make_windows, wave_parts
 from torch_rnnsin.metrics import prediction_mse
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m keras_ref", description=__doc__)
+    p = OneLineParser(prog="python -m keras_ref", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["run"])
-    add_config_args(p)
+    add_config_args(p, exclude=("accelerator",))  # Keras runs on the CPU here
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--weights", help="skip training: Keras weights to evaluate")
     p.add_argument("--init-keras", help="initial weights (.weights.h5, .keras or .npz)")
     p.add_argument("--no-predict", action="store_true", help="train only (benchmark)")
     args = p.parse_args(argv)
-    cfg = config_from(args)
-    try:
-        validate(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = config_from(args, accelerator="cpu")
     from torch_rnnsin.convert import load_keras_weights
 
-    init = load_keras_weights(args.init_keras) if args.init_keras else None
+    try:
+        validate(cfg)
+        if args.weights and args.init_keras:
+            raise ValueError("--init-keras: not read with --weights (nothing is trained)")
+        init = load_keras_weights(args.init_keras) if args.init_keras else None
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import keras
 
     from . import model as kr
@@ -61,13 +62,20 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=cfg.batch_size,
             epochs=cfg.epochs,
             shuffle=cfg.shuffle,
+            lr=cfg.lr,
             initial_weights=init,
             seed=cfg.seed,
         )
     else:
         X, y = make_stream_chunks(train, cfg.seq_len, cfg.streams, cfg.targets)
         model, history = kr.train_stateful(
-            X, y, hidden=cfg.hidden, epochs=cfg.epochs, initial_weights=init, seed=cfg.seed
+            X,
+            y,
+            hidden=cfg.hidden,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            initial_weights=init,
+            seed=cfg.seed,
         )
     seconds = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,16 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         metrics["stateful_predict_seconds"] = time.perf_counter() - t1
         metrics["stateless_mse"] = prediction_mse(sl, test, "stateless", cfg.seq_len)
         metrics["stateful_mse"] = prediction_mse(sf, test, "stateful", cfg.seq_len)
-        np.savez(
-            args.out / "keras_predictions.npz",
-            test=test,
-            stateless=sl,
-            stateless_hidden=hsl,
-            stateful=sf,
-            stateful_hidden=hsf,
-        )
-    model.save_weights(args.out / "keras.weights.h5")
-    (args.out / "keras_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        with atomic_path(args.out / "keras_predictions.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                test=test,
+                stateless=sl,
+                stateless_hidden=hsl,
+                stateful=sf,
+                stateful_hidden=hsf,
+            )
+    with atomic_path(args.out / "keras.weights.h5") as tmp:
+        model.save_weights(tmp)
+    write_json(args.out / "keras_metrics.json", metrics)
     return 0
 
 

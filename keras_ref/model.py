@@ -9,18 +9,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from torch_rnnsin.config import TrainConfig  # noqa: E402
+
+DEFAULT = TrainConfig()  # the lesson's reference run: every default below comes from it
+
 
 def define_model(
     seq_len: int | None,
     batch_size: int | None = None,
     stateful: bool = False,
-    hidden: int = 1,
+    hidden: int = DEFAULT.hidden,
     return_sequences: bool = False,
     with_hidden: bool = False,
+    lr: float = DEFAULT.lr,
 ) -> keras.Model:
     """``Input(batch_shape) -> SimpleRNN(hidden, name="RNN") -> Dense(1, name="dense")``,
-    compiled with MSE and Keras's default rmsprop. ``with_hidden`` adds the RNN's
-    output as a first output (for reading hidden states)."""
+    compiled with MSE and Keras's RMSprop at learning rate ``lr`` (its other settings
+    Keras's defaults). ``with_hidden`` adds the RNN's output as a first output (for
+    reading hidden states)."""
     inp = keras.Input(batch_shape=(batch_size, seq_len, 1))
     h = keras.layers.SimpleRNN(
         hidden, stateful=stateful, return_sequences=return_sequences, name="RNN"
@@ -28,7 +34,9 @@ def define_model(
     out = keras.layers.Dense(1, name="dense")(h)
     model = keras.Model(inp, [h, out] if with_hidden else out)
     if not with_hidden:
-        model.compile(loss="mean_squared_error", optimizer="rmsprop")
+        model.compile(
+            loss="mean_squared_error", optimizer=keras.optimizers.RMSprop(learning_rate=lr)
+        )
     return model
 
 
@@ -50,10 +58,11 @@ def train(
     y: np.ndarray,
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     *,
-    hidden: int = 1,
-    batch_size: int = 600,
-    epochs: int = 1000,
-    shuffle: bool = True,
+    hidden: int = DEFAULT.hidden,
+    batch_size: int = DEFAULT.batch_size,
+    epochs: int = DEFAULT.epochs,
+    shuffle: bool = DEFAULT.shuffle,
+    lr: float = DEFAULT.lr,
     initial_weights: list[np.ndarray] | None = None,
     seed: int | None = None,
     verbose: int = 0,
@@ -61,7 +70,7 @@ def train(
     """The lesson's ``fit``: windows (N, L, 1) -> (N, 1); returns the model and its history."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    model = define_model(X.shape[1], hidden=hidden)
+    model = define_model(X.shape[1], hidden=hidden, lr=lr)
     if initial_weights is not None:
         model.set_weights([np.asarray(w, np.float32) for w in initial_weights])
     hist = model.fit(
@@ -80,8 +89,9 @@ def train_stateful(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    hidden: int = 1,
-    epochs: int = 1000,
+    hidden: int = DEFAULT.hidden,
+    epochs: int = DEFAULT.epochs,
+    lr: float = DEFAULT.lr,
     initial_weights: list[np.ndarray] | None = None,
     seed: int | None = None,
     verbose: int = 0,
@@ -95,7 +105,7 @@ def train_stateful(
     K, B, L, _ = X.shape
     seq_targets = y.ndim == 4
     model = define_model(
-        L, batch_size=B, stateful=True, hidden=hidden, return_sequences=seq_targets
+        L, batch_size=B, stateful=True, hidden=hidden, return_sequences=seq_targets, lr=lr
     )
     if initial_weights is not None:
         model.set_weights([np.asarray(w, np.float32) for w in initial_weights])

@@ -1,32 +1,60 @@
-"""Writing files so that an interrupted run never leaves a truncated one."""
+"""Writing files so that an interrupted run never leaves a truncated one.
+
+A file is written under a temporary name and renamed over its real name once
+complete. In a run folder (one holding the private ``.torch_rnnsin/`` folder)
+the temporary lives in that private folder, where a later run of the same
+folder may sweep what a killed process left; anywhere else it is
+``.torch_rnnsin-<pid>.tmp.<name>`` beside the file, and only the process that
+made it removes it. Nothing else is ever deleted.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-_TMP = ".tmp"  # temporary names: .<name>.tmp<pid>
+PRIVATE = ".torch_rnnsin"  # a run folder's own: marker, lock, temporaries
+_TEMP = re.compile(r"\d+\.tmp\.")  # <pid>.tmp.<name>, only ever inside PRIVATE
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> None:
-    """Delete temporary files a killed process left in ``folder`` (never a finished file)."""
-    for stale in Path(folder).glob(f".*{_TMP}*"):
-        stale.unlink()
+def temp_name(path: Path) -> Path:
+    """Where ``path`` is written before the rename; keeps its extension (Keras, matplotlib
+    and h5py read the format from it)."""
+    tail = path.name[-200:]  # a temporary name within the 255-byte limit
+    private = path.parent / PRIVATE
+    if private.is_dir():
+        return private / f"{os.getpid()}.tmp.{tail}"
+    return path.with_name(f".torch_rnnsin-{os.getpid()}.tmp.{tail}")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries a killed run left in ``folder``'s private folder: regular
+    files named ``<pid>.tmp.<name>`` there, nothing else. Returns what was deleted."""
+    private = Path(folder) / PRIVATE
+    if not private.is_dir() or private.is_symlink():
+        return []
+    removed = []
+    for p in private.iterdir():
+        if _TEMP.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary name next to ``path``; rename it over ``path`` on success only."""
+    """Yield a temporary name for ``path``; rename it over ``path`` on success only."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}")
+    tmp = temp_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.is_file():
             tmp.unlink()
 
 

@@ -19,12 +19,21 @@ def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:
 class AtomicCheckpoint(pl.Callback):
     """Checkpoint at the end of an epoch once ``every_s`` seconds have passed, and
     at the end of training; written to a temporary name and renamed, so a kill
-    never leaves a truncated checkpoint."""
+    never leaves a truncated checkpoint.
+
+    It also records what the run's caller needs to know: ``started`` (a resumed
+    checkpoint was restored and the first epoch began) and ``interrupted`` (Ctrl-C,
+    which Lightning reports as ``sys.exit(1)``)."""
 
     def __init__(self, path: Path, every_s: float = 5.0) -> None:
         self.path = Path(path)
         self.every_s = every_s
         self._last = time.monotonic()
+        self.started = False
+        self.interrupted = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         now = time.monotonic()
@@ -35,12 +44,8 @@ class AtomicCheckpoint(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        # Lightning turns Ctrl-C into exit status 1 with its own message muted: say how to go on.
         if isinstance(exception, KeyboardInterrupt):
-            where = (
-                f"the checkpoint {self.path} is kept" if self.path.exists() else "no checkpoint yet"
-            )
-            sys.stderr.write(f"\ninterrupted; {where}; continue with the same flags and --resume\n")
+            self.interrupted = True
 
 
 class EpochProgress(pl.Callback):

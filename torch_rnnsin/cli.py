@@ -1,163 +1,104 @@
-"""The command line, built from ``TrainConfig`` so each default is written once.
+"""The command line: one parser, one sub-command per job. It parses and dispatches.
 
-    train.py [flags]                      train (the default command)
-    python -m torch_rnnsin compare ...    Keras vs torch vs NumPy, number by number
-    python -m torch_rnnsin study ...      is stateful prediction always worse?
+    train.py [flags]                       train (the default command)
+    python -m torch_rnnsin compare ...     Keras vs torch vs NumPy, number by number
+    python -m torch_rnnsin study ...       is stateful prediction always worse?
+    python -m torch_rnnsin port IN OUT     convert a Keras model file
+    python -m torch_rnnsin inspect IN      describe a model file
+    python -m torch_rnnsin export IN OUT   ONNX, with the state as input and output
 
-Only argparse and the config are imported before the arguments are checked:
-``--help`` and bad input answer fast; bad input exits 2 with one line.
+Each command module gives ``add_<name>_arguments(parser)`` (argparse only, so that
+``--help`` and bad flags answer before anything heavy is imported) and
+``run_<name>(args) -> exit status``. A ``ValueError`` or ``OSError`` they raise is
+bad input: one line on stderr, exit status 2. Ctrl-C: exit status 130.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
+import importlib
+import importlib.util
 import sys
-from pathlib import Path
 
-from .config import TrainConfig
+from .args import OneLineParser
 
-COMMANDS = ("train", "compare", "study")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
-
-
-def _number(kind):
-    """argparse type that names the flag's bad value in its one-line error."""
-
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
-            ) from None
-
-    parse.__name__ = kind.__name__
-    return parse
+# name: (module, what it does); the module has add_<name>_arguments and run_<name>.
+COMMANDS = {
+    "train": ("run", "train the 5-weight sine RNN and compare both prediction modes"),
+    "compare": ("compare", "Keras vs torch vs NumPy on the same weights, number by number"),
+    "study": ("study.command", "is stateful prediction always worse? (a grid of models)"),
+    "port": ("port.commands", "convert a Keras model file to torch (or back)"),
+    "inspect": ("port.commands", "describe a model file: layers, shapes, what can be ported"),
+    "export": ("export", "ONNX export that keeps the recurrent state"),
+}
+EPILOG = (
+    "other commands: "
+    + ", ".join(c for c in COMMANDS if c != "train")
+    + " (python -m torch_rnnsin COMMAND --help)"
+)
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        if f.type in ("bool", bool):  # --no-X switches off a default-True setting
-            parser.add_argument(meta["flag"], dest=f.name, action="store_false", help=meta["help"])
-            continue
-        kind = {"int": int, "float": float, "str": str}[
-            f.type if isinstance(f.type, str) else f.type.__name__
-        ]
-        parser.add_argument(
-            meta["flag"],
-            dest=f.name,
-            type=_number(kind) if kind is not str else str,
-            default=f.default,
-            metavar="{" + ",".join(meta["choices"]) + "}"
-            if "choices" in meta
-            else {int: "N", float: "X"}[kind],
-            help=f"{meta['help']} (default: {f.default})",
-        )
+def _module(name: str):
+    return importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
 
 
-def config_from(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-
-
-def train_parser(prog: str = "train.py") -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=prog,
-        description="Train the 5-weight sine RNN (PyTorch + Lightning) "
-        "and compare stateless with stateful prediction.",
-    )
-    add_config_args(p)
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="run folder (default: runs/<timestamp>)",
-    )
-    p.add_argument(
-        "--init-keras",
-        metavar="PATH",
-        default=None,
-        help="initial weights in Keras order: .weights.h5, .keras or .npz",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    p.add_argument(
-        "--keras", action="store_true", help="run 'compare' instead: Keras vs torch vs NumPy"
-    )
-    p.add_argument(
-        "--keras-model", metavar="FILE", default=None, help="with --keras: Keras weights to compare"
-    )
-    return p
-
-
-def hidden_from_weights(cfg: TrainConfig, argv: list[str], path: str | None) -> TrainConfig:
-    """Without an explicit --hidden, a weights file given decides the hidden size."""
-    if path is None or any(a == "--hidden" or a.startswith("--hidden=") for a in argv):
-        return cfg
-    from .convert import load_keras_weights
-
+def _study_has_command() -> bool:
+    """The study's own sub-command module, once the study is a package (else study.main)."""
     try:
-        return dataclasses.replace(cfg, hidden=int(load_keras_weights(path)[0].shape[1]))
-    except (OSError, ValueError):
-        return cfg  # prepare() reports the bad file with the full message
+        return importlib.util.find_spec(f"{__package__}.study.command") is not None
+    except ImportError:  # study is still a module, not a package
+        return False
+
+
+def build_parser(prog: str = "train.py") -> OneLineParser:
+    parser = OneLineParser(
+        prog=prog,
+        description="The Keras sine-wave RNN lesson in PyTorch + Lightning.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_) in COMMANDS.items():
+        if name == "study" and not _study_has_command():
+            sub.add_parser(name, help=help_, add_help=False)  # study.main parses its flags
+            continue
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_[0].upper() + help_[1:] + ".",
+            epilog=EPILOG if name == "train" else None,
+            allow_abbrev=False,
+        )
+        getattr(_module(name), f"add_{name}_arguments")(p)
+    return parser
 
 
 def fail(message: str, code: int = 2) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    """One line on stderr; the exit status."""
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    sys.stderr.write(f"error: {first}\n")
     return code
 
 
-def main_train(argv: list[str], prog: str = "train.py") -> int:
-    args = train_parser(prog).parse_args(argv)
-    if args.keras:
-        return main_compare(argv=[a for a in argv if a != "--keras"])
-    from .run import CHECKPOINT, RunError, default_out, prepare, summary_table, train_run
-
-    cfg = hidden_from_weights(config_from(args), argv, args.init_keras)
-    out = args.out or default_out()
-    if args.resume and args.out is None:
-        return fail("--resume needs --out DIR, the run to continue")
-    try:
-        init, ckpt = prepare(cfg, out, args.init_keras, args.resume)
-    except RunError as e:
-        return fail(str(e))
-    from .lit_module import NonFiniteLossError
-
-    try:
-        metrics = train_run(cfg, out, init, ckpt)
-    except NonFiniteLossError as e:
-        ckpt = out / CHECKPOINT
-        kept = f"; the last good checkpoint is kept: {ckpt}" if ckpt.exists() else ""
-        return fail(f"{e}{kept}", code=1)
-    except KeyboardInterrupt:
-        return fail(f"interrupted; continue with --out {out} --resume", code=130)
-    print(summary_table(metrics, out))
-    return 0
-
-
-def main_compare(argv: list[str]) -> int:
-    from .compare import main
-
-    return main(argv)
-
-
-def main_study(argv: list[str]) -> int:
-    from .study import main
-
-    return main(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in COMMANDS:
-        cmd, rest = argv[0], argv[1:]
-        return {"train": main_train, "compare": main_compare, "study": main_study}[cmd](rest)
-    return main_train(argv)
+    if prog is None:
+        prog = "train.py" if sys.argv[0].endswith("train.py") else "python -m torch_rnnsin"
+    if not argv or argv[0] not in COMMANDS:
+        argv = ["train", *argv]  # train is the default: `train.py --epochs 5`
+    if argv[0] == "train" and "--keras" in argv[1:]:  # train.py --keras: the comparison
+        argv = ["compare", *(a for a in argv[1:] if a != "--keras")]
+    if argv[0] == "study" and not _study_has_command():  # until study/command.py exists
+        return importlib.import_module(f"{__package__}.study").main(argv[1:])
+    args = build_parser(prog).parse_args(argv)
+    try:
+        return getattr(_module(args.command), f"run_{args.command}")(args)
+    except NotImplementedError as e:
+        return fail(f"{args.command}: not available yet ({e})")
+    except (ValueError, OSError) as e:
+        return fail(str(e) or type(e).__name__)
+    except KeyboardInterrupt:
+        return fail("interrupted (Ctrl-C)", code=130)
+
+
+# Until the study has its own command module (study/command.py): today's study.main
+# imports these two names from here.
+_Parser = OneLineParser

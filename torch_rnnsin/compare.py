@@ -9,25 +9,29 @@ the command exits 1 if any exceeds the tolerance (1e-5).
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from .args import add_config_args, config_from, flag, given
 from .atomic import write_json, write_text
-from .cli import _Parser, add_config_args, config_from, fail, hidden_from_weights
+from .config import TrainConfig
+from .runfolder import folder_arg
 
 TOLERANCE = 1e-5
+# What Keras reads only when it trains: refused with --keras-model (nothing is trained).
+TRAINING = ("epochs", "lr", "batch_size", "shuffle", "train_mode", "streams", "targets")
 
 
-def parser() -> _Parser:
-    p = _Parser(prog="python -m torch_rnnsin compare", description=__doc__.split("\n\n")[0])
-    add_config_args(p)
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_args(p, exclude=("accelerator",))  # both sides run on the CPU here
     p.add_argument(
         "--out",
-        type=Path,
+        type=folder_arg,
         default=None,
+        metavar="DIR",
         help="folder for the comparison (default: runs/compare-<timestamp>)",
     )
     p.add_argument(
@@ -39,29 +43,34 @@ def parser() -> _Parser:
     p.add_argument(
         "--init-keras", metavar="PATH", default=None, help="initial weights for Keras training"
     )
-    return p
 
 
-def as_dict(stateless: tuple, stateful: tuple) -> dict[str, np.ndarray]:
+def as_dict(stateless: tuple, stateful: tuple) -> dict:
     """(pred, hidden) of both modes under the names keras_ref writes."""
     (p, h), (q, g) = stateless, stateful
     return {"stateless": p, "stateless_hidden": h, "stateful": q, "stateful_hidden": g}
 
 
+def max_diff(a, b) -> float:
+    """Max |a - b| over the entries both define; inf if one has NaN where the other has not."""
+    import numpy as np
+
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return float("inf")
+    return float(np.nanmax(np.abs(np.asarray(a, np.float64) - b)))
+
+
 def diff_table(keras: dict, torch_: dict, numpy_: dict) -> list[dict]:
-    """Max |a - b| over the defined (non-NaN) entries, for every quantity and pair."""
+    """The largest difference of every quantity, for each pair of implementations."""
     rows = []
     for key in ("stateless", "stateless_hidden", "stateful", "stateful_hidden"):
         k, t, n = keras[key], torch_[key], numpy_[key]
-        for a, b in ((k, t), (k, n), (t, n)):
-            if not np.array_equal(np.isnan(a), np.isnan(b)):
-                raise AssertionError(f"{key}: NaN entries are not aligned")
         rows.append(
             {
                 "quantity": key,
-                "keras_vs_torch": float(np.nanmax(np.abs(k - t))),
-                "keras_vs_numpy": float(np.nanmax(np.abs(k - n))),
-                "torch_vs_numpy": float(np.nanmax(np.abs(t - n))),
+                "keras_vs_torch": max_diff(k, t),
+                "keras_vs_numpy": max_diff(k, n),
+                "torch_vs_numpy": max_diff(t, n),
             }
         )
     return rows
@@ -83,40 +92,81 @@ def format_table(rows: list[dict], mses: dict) -> str:
     return "\n".join(lines)
 
 
-def _strip(argv: list[str]) -> list[str]:
-    """The training flags only: without --out/--keras-model (and their values) and --keras."""
-    kept, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--out", "--keras-model"):
-            skip = True
-        elif a != "--keras" and not a.startswith(("--out=", "--keras-model=")):
-            kept.append(a)
-    return kept
+def keras_command(
+    cfg: TrainConfig, out: Path, keras_model: str | None, init_keras: str | None
+) -> list[str]:
+    """``python -m keras_ref run`` with every setting spelled out (none left to its defaults)."""
+    cmd = [sys.executable, "-m", "keras_ref", "run", "--out", str(out)]
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if f.name == "accelerator":
+            continue
+        if f.name == "shuffle":
+            cmd += [] if value else [flag("shuffle")]
+        else:
+            cmd += [flag(f.name), str(value)]
+    if keras_model is not None:
+        cmd += ["--weights", keras_model]
+    if init_keras is not None:
+        cmd += ["--init-keras", init_keras]
+    return cmd
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    from .run import RunError, default_out, prepare
-
-    cfg = hidden_from_weights(config_from(args), argv, args.keras_model or args.init_keras)
-    stamp = default_out()
-    out = args.out or stamp.with_name("compare-" + stamp.name)
-    try:
-        prepare(cfg, out, args.init_keras)
-        if args.keras_model:
-            prepare(cfg, out, args.keras_model)  # the same file checks, hidden size included
-    except RunError as e:
-        return fail(str(e))
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "keras_ref", "run", "--out", str(out)] + _strip(argv)
-    cmd += ["--hidden", str(cfg.hidden)]  # also when it was read from the weights file
-    if args.keras_model:
-        cmd += ["--weights", args.keras_model]
+def run_keras(cmd: list[str]) -> int:
+    """Run the Keras reference in its own process (torch_rnnsin never imports TensorFlow)."""
     print("running Keras:", " ".join(cmd[1:]), file=sys.stderr)
-    if subprocess.run(cmd).returncode != 0:
-        return fail("the Keras reference failed (is the 'keras' extra installed?)", code=1)
+    return subprocess.run(cmd).returncode
+
+
+def check_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """No flag given that this comparison would not read."""
+    from .run import check_unused
+
+    typed = given(args)
+    if args.keras_model is not None:
+        for name in TRAINING:
+            if name in typed:
+                raise ValueError(
+                    f"{flag(name)}: not read with --keras-model (the given model is "
+                    "evaluated, not trained)"
+                )
+        if args.init_keras is not None:
+            raise ValueError("--init-keras: not read with --keras-model (nothing is trained)")
+    check_unused(cfg, typed)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """The ``compare`` command: 0 within the tolerance, 1 over it (or Keras failed), 2 refused."""
+    import importlib.util
+
+    from .run import prepare, read_weights
+    from .runfolder import new_default_folder, open_run_folder
+
+    cfg = config_from(args, accelerator="cpu")
+    check_flags(args, cfg)
+    hidden_given = "hidden" in given(args)
+    for option, path in (("--keras-model", args.keras_model), ("--init-keras", args.init_keras)):
+        if path is not None:
+            _, cfg = read_weights(option, path, cfg, hidden_given)
+            hidden_given = True  # a second file must match the first
+    prepare(cfg, args.out)
+    if importlib.util.find_spec("keras") is None:
+        raise ValueError("compare needs Keras: install the 'keras' extra (pip install '.[keras]')")
+    out = args.out if args.out is not None else new_default_folder(Path("runs"), "compare-")
+    with open_run_folder(out, kind="compare"):
+        code = run_keras(keras_command(cfg, out, args.keras_model, args.init_keras))
+        if code != 0:
+            sys.stderr.write(
+                f"error: the Keras reference (python -m keras_ref) failed with exit status {code}\n"
+            )
+            return 1
+        return evaluate(out, cfg)
+
+
+def evaluate(out: Path, cfg: TrainConfig, tolerance: float = TOLERANCE) -> int:
+    """Port Keras's weights in ``out`` to torch, predict with torch and NumPy, compare with
+    Keras's own predictions there; write compare.md/json. 0 within ``tolerance``, else 1."""
+    import numpy as np
 
     from .convert import keras_to_torch, load_keras_weights
     from .metrics import prediction_mse
@@ -124,7 +174,7 @@ def main(argv: list[str]) -> int:
     from .predict import predict_stateful, predict_stateless
 
     weights = load_keras_weights(out / "keras.weights.h5")
-    with np.load(out / "keras_predictions.npz") as z:
+    with np.load(out / "keras_predictions.npz", allow_pickle=False) as z:
         keras = dict(z)
     test = keras["test"]
     model = keras_to_torch(weights)
@@ -141,15 +191,15 @@ def main(argv: list[str]) -> int:
         for name, d in (("keras", keras), ("torch", t), ("numpy", n))
     }
     worst = max(max(r["keras_vs_torch"], r["keras_vs_numpy"], r["torch_vs_numpy"]) for r in rows)
-    ok = worst <= TOLERANCE
+    ok = worst <= tolerance
     table = format_table(rows, mses)
     verdict = (
-        f"largest difference {worst:.2e}: {'within' if ok else 'OVER'} the tolerance {TOLERANCE:g}"
+        f"largest difference {worst:.2e}: {'within' if ok else 'OVER'} the tolerance {tolerance:g}"
     )
     print(table + "\n\n" + verdict)
     write_text(out / "compare.md", f"# Keras vs torch vs NumPy\n\n{table}\n\n{verdict}\n")
     write_json(
         out / "compare.json",
-        {"rows": rows, "mse": mses, "max_diff": worst, "tolerance": TOLERANCE, "ok": ok},
+        {"rows": rows, "mse": mses, "max_diff": worst, "tolerance": tolerance, "ok": ok},
     )
     return 0 if ok else 1

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 ACCELERATORS = ("auto", "cpu", "gpu")
 TRAIN_MODES = ("stateless", "stateful")
 TARGET_MODES = ("last", "seq")
+SEED_MAX = 2**32 - 1  # what NumPy, torch and Keras all accept as a seed
 
 
 def _setting(default, flag: str, help: str, choices: tuple[str, ...] | None = None):  # noqa: A002
@@ -79,8 +81,8 @@ def validate(cfg: TrainConfig) -> None:
             raise bad(name, "must be an integer >= 1")
     if not _is_int(cfg.epochs) or cfg.epochs < 0:
         raise bad("epochs", "must be an integer >= 0")
-    if not _is_int(cfg.seed) or cfg.seed < 0:
-        raise bad("seed", "must be an integer >= 0")
+    if not _is_int(cfg.seed) or not 0 <= cfg.seed <= SEED_MAX:
+        raise bad("seed", f"must be an integer from 0 to {SEED_MAX} (2**32 - 1)")
     if not (math.isfinite(cfg.noise) and cfg.noise >= 0):
         raise bad("noise", "must be a finite number >= 0")
     if not (math.isfinite(cfg.test_size) and 0 < cfg.test_size < 1):
@@ -115,3 +117,49 @@ def validate(cfg: TrainConfig) -> None:
                 f"cuts {cfg.n_train} training points into streams of {stream_len}; "
                 f"each needs at least seq_len + 1 = {cfg.seq_len + 1}",
             )
+    check_memory(cfg)
+
+
+def estimate_bytes(cfg: TrainConfig) -> int:
+    """Peak memory of a run, roughly and from above: the series and its windows, the
+    hidden states both prediction modes write, the model with its optimizer."""
+    n, n_test, L, H = cfg.n_points, cfg.n_points - cfg.n_train, cfg.seq_len, cfg.hidden
+    batch = cfg.batch_size if cfg.train_mode == "stateless" else cfg.streams
+    series = 64 * n  # the generator's float64 columns
+    windows = (16 + 8 * L) * n  # float64 -> float32 -> (N, L) windows and targets
+    states = (4 * L + 64) * H * n_test  # (N, L, H) RNN output, both modes' states, the CSV
+    model = 24 * (H * H + 3 * H + 1)  # weights, gradients, velocities, checkpoint copies
+    activations = 16 * min(batch, cfg.n_train) * L * H
+    return series + windows + states + model + activations
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg: TrainConfig, available: int | None = None) -> None:
+    """Refuse, before anything is allocated, a run that cannot fit in memory."""
+    need = estimate_bytes(cfg)
+    available = available_memory() if available is None else available
+    if available is None or need <= available:
+        return
+    gib = 2**30
+    data = cfg.n_points * (80 + 8 * cfg.seq_len)
+    name = "cycles" if data >= need / 2 else "hidden"
+    flag = TrainConfig.__dataclass_fields__[name].metadata["flag"]
+    raise ValueError(
+        f"{flag} {getattr(cfg, name)!r}: the run would need about {need / gib:.1f} GiB of "
+        f"memory ({cfg.n_points} points, hidden {cfg.hidden}, seq_len {cfg.seq_len}); "
+        f"{available / gib:.1f} GiB are available"
+    )

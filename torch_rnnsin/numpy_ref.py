@@ -11,15 +11,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .config import TrainConfig
+
+DEFAULT = TrainConfig()  # the lesson's reference run
+
 
 def _unpack(weights: Sequence[np.ndarray]):
     kernel, recurrent, bias, dense_kernel, dense_bias = (np.asarray(w, np.float64) for w in weights)
     return kernel, recurrent, bias, dense_kernel, dense_bias
-
-
-def rnn_step(weights: Sequence[np.ndarray], x: float, h: np.ndarray) -> np.ndarray:
-    kernel, recurrent, bias, _, _ = _unpack(weights)
-    return np.tanh(x * kernel[0] + h @ recurrent + bias)
 
 
 def predict_stateless_numpy(
@@ -63,9 +62,9 @@ def train_numpy(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    batch_size: int = 600,
+    batch_size: int = DEFAULT.batch_size,
     epochs: int = 1,
-    lr: float = 0.001,
+    lr: float = DEFAULT.lr,
     rho: float = 0.9,
     eps: float = 1e-7,
     shuffle_seed: int | None = None,

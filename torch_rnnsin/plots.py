@@ -68,28 +68,41 @@ def plot_predictions(
     _save(fig, path)
 
 
+def shown_units(hidden: int, at_most: int = 8) -> list[int]:
+    """The hidden units a plot draws: all of them up to ``at_most``, else ``at_most``
+    spread evenly from the first to the last, so that a plot costs the same at any size."""
+    if hidden <= at_most:
+        return list(range(hidden))
+    return sorted({round(i * (hidden - 1) / (at_most - 1)) for i in range(at_most)})
+
+
 def plot_hidden(
     values: np.ndarray,
     hidden_stateless: np.ndarray,
     hidden_stateful: np.ndarray,
     path: str | os.PathLike,
     show: int = 100,
-) -> None:
-    """Hidden states from which each prediction is made, both modes (unit 0..H-1)."""
+    at_most: int = 8,
+) -> list[int]:
+    """Hidden states from which each prediction is made, both modes, for at most
+    ``at_most`` units (named in the title). Returns the units drawn."""
     plt = _plt()
     H = hidden_stateless.shape[1]
-    fig, axes = plt.subplots(H, 1, figsize=(9, 2.2 + 1.8 * H), squeeze=False)
+    units = shown_units(H, at_most)
+    fig, axes = plt.subplots(len(units), 1, figsize=(9, 2.2 + 1.8 * len(units)), squeeze=False)
     t = np.arange(min(show, len(values)))
-    for j, ax in enumerate(axes[:, 0]):
+    for j, ax in zip(units, axes[:, 0], strict=True):
         ax.plot(t, values[t], "k-", lw=2, alpha=0.25, label="series")
         ax.plot(t, hidden_stateless[t, j], "o-", ms=3, label="stateless h")
         ax.plot(t, hidden_stateful[t, j], "s--", ms=3, label="stateful h")
         ax.set(ylabel=f"h[{j}]")
         ax.legend(loc="upper right", fontsize=8)
-    axes[0, 0].set_title("Hidden state behind each prediction (first test steps)")
+    which = "" if len(units) == H else f": units {', '.join(map(str, units))} of {H}"
+    axes[0, 0].set_title(f"Hidden state behind each prediction (first test steps){which}")
     axes[-1, 0].set_xlabel("test time step")
     fig.tight_layout()
     _save(fig, path)
+    return units
 
 
 def plot_run(out: Path, history, values, preds: dict, mses: dict) -> list[Path]:

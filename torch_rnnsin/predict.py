@@ -1,4 +1,4 @@
-"""The two ways to predict a series (SPEC §3), aligned with the series.
+"""The lesson's two ways to predict a series, aligned with the series.
 
 stateless: pred[t] starts from h = 0 at x_{t-L} and reads x_{t-L} .. x_{t-1};
            entries 0 .. L-1 are NaN.
