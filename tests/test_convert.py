@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 from torch_rnnsin.convert import (
     keras_shapes,
     keras_to_torch,
+    lesson_config,
     load_keras_weights,
     save_keras_weights,
     torch_to_keras,
@@ -72,8 +73,11 @@ def test_shape_errors_name_array_and_shapes():
         keras_to_torch(bad)
     with pytest.raises(ValueError, match="expected 5 arrays"):
         keras_to_torch(w[:4])
-    with pytest.raises(ValueError, match=r"RNN kernel -> rnn.weight_ih_l0.*\(3, 1\).*\(2, 1\)"):
-        keras_to_torch(w, model=SinRNN(3))
+    model = SinRNN(3)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"RNN kernel: expected shape \(1, 3\), got \(1, 2\)"):
+        keras_to_torch(w, model=model)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     nan = list(w)
     nan[2] = np.array([np.nan, 0], np.float32)
     with pytest.raises(ValueError, match="RNN bias: values must be finite"):
@@ -90,30 +94,84 @@ def test_file_round_trip_without_tensorflow(tmp_path, suffix):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
 
 
+def write_keras_zip(path, config, weights_h5):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.write(weights_h5, "model.weights.h5")
+    return path
+
+
 def test_dot_keras_zip_read_with_zipfile(tmp_path):
     w = random_keras_weights(2, seed=2)
     save_keras_weights(w, tmp_path / "model.weights.h5")
-    config = {
-        "class_name": "Functional",
-        "config": {
-            "layers": [
-                {"class_name": "InputLayer"},
-                {"class_name": "SimpleRNN"},
-                {"class_name": "Dense"},
-            ]
-        },
-    }
-    with zipfile.ZipFile(tmp_path / "m.keras", "w") as z:
-        z.writestr("config.json", json.dumps(config))
-        z.write(tmp_path / "model.weights.h5", "model.weights.h5")
-    got = load_keras_weights(tmp_path / "m.keras")
+    config = lesson_config(2)
+    got = load_keras_weights(
+        write_keras_zip(tmp_path / "m.keras", config, tmp_path / "model.weights.h5")
+    )
     assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True))
     config["config"]["layers"][1]["class_name"] = "LSTM"
-    with zipfile.ZipFile(tmp_path / "lstm.keras", "w") as z:
-        z.writestr("config.json", json.dumps(config))
-        z.write(tmp_path / "model.weights.h5", "model.weights.h5")
-    with pytest.raises(ValueError, match=r"not a SimpleRNN \+ Dense model: found layers.*LSTM"):
-        load_keras_weights(tmp_path / "lstm.keras")
+    lstm = write_keras_zip(tmp_path / "lstm.keras", config, tmp_path / "model.weights.h5")
+    with pytest.raises(ValueError, match=r"lstm.keras: .*"):
+        load_keras_weights(lstm)
+
+
+LESSON_CHANGES = [
+    (
+        1,
+        {"activation": "relu"},
+        "SimpleRNN 'RNN': activation='relu' — the lesson model has activation='tanh'",
+    ),
+    (1, {"go_backwards": True}, "SimpleRNN 'RNN': go_backwards=True"),
+    (1, {"return_sequences": True}, "SimpleRNN 'RNN': return_sequences=True"),
+    (1, {"use_bias": False}, "SimpleRNN 'RNN': use_bias=False"),
+    (2, {"activation": "sigmoid"}, "Dense 'dense': activation='sigmoid'"),
+    (2, {"units": 2}, "Dense 'dense': units=2"),
+    (0, {"batch_shape": [None, None, 2]}, "SimpleRNN 'RNN': 2 input features"),
+    (1, {"activation": None}, "SimpleRNN 'RNN': activation=None is not supported"),
+]
+
+
+@pytest.mark.parametrize(("index", "change", "message"), LESSON_CHANGES)
+def test_a_model_that_is_not_the_lessons_is_refused_naming_the_option(
+    tmp_path, index, change, message
+):
+    w = random_keras_weights(2, seed=2)
+    save_keras_weights(w, tmp_path / "model.weights.h5")
+    config = lesson_config(2)
+    config["config"]["layers"][index]["config"].update(change)
+    path = write_keras_zip(tmp_path / "m.keras", config, tmp_path / "model.weights.h5")
+    with pytest.raises(ValueError) as e:
+        load_keras_weights(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: {message}"), msg
+    assert "\n" not in msg
+    if "the lesson model" in msg:
+        assert msg.endswith("port it with load_keras_model instead")
+
+
+def test_extra_layers_refused(tmp_path):
+    w = random_keras_weights(2, seed=2)
+    save_keras_weights(w, tmp_path / "model.weights.h5")
+    config = lesson_config(2)
+    config["config"]["layers"].insert(
+        2, {"class_name": "Dropout", "config": {"name": "d", "rate": 0.1}}
+    )
+    path = write_keras_zip(tmp_path / "m.keras", config, tmp_path / "model.weights.h5")
+    with pytest.raises(ValueError, match=r"found layers \['SimpleRNN', 'Dropout', 'Dense'\]"):
+        load_keras_weights(path)
+
+
+@pytest.mark.parametrize(
+    ("array", "match"),
+    [
+        (np.array([[1e39, 0.5]]), r"RNN kernel: values must be finite float32"),
+        (np.array([[1 + 2j, 0.5]]), r"RNN kernel: expected real numbers, got dtype complex128"),
+    ],
+)
+def test_values_beyond_float32_or_complex_are_refused(array, match):
+    w = random_keras_weights(2, seed=2)
+    with pytest.raises(ValueError, match=match):
+        keras_to_torch([array, *w[1:]])
 
 
 def test_bad_files(tmp_path):
@@ -121,7 +179,7 @@ def test_bad_files(tmp_path):
         load_keras_weights(tmp_path / "missing.npz")
     junk = tmp_path / "junk.weights.h5"
     junk.write_bytes(np.random.default_rng(0).bytes(2000))
-    with pytest.raises(ValueError, match="junk.weights.h5: not a readable HDF5"):
+    with pytest.raises(ValueError, match="junk.weights.h5: not a readable"):
         load_keras_weights(junk)
     np.savez(tmp_path / "few.npz", *random_keras_weights(1, 0)[:3])
     with pytest.raises(ValueError, match="expected 5 arrays.*got 3"):
@@ -136,3 +194,63 @@ def test_npz_is_never_unpickled(tmp_path):
     np.savez(tmp_path / "pickled.npz", obj, obj, obj, obj, obj)
     with pytest.raises(ValueError, match="pickle"):
         load_keras_weights(tmp_path / "pickled.npz")
+
+
+# --- lesson files written by Keras itself ------------------------------------------
+
+KERAS2_LESSON = """
+import sys, numpy as np, tf_keras as keras
+out = sys.argv[1]
+for name, act in (("lesson", "tanh"), ("relu", "relu")):
+    inp = keras.Input(batch_shape=(None, None, 1))
+    h = keras.layers.SimpleRNN(3, activation=act, name="RNN")(inp)
+    m = keras.Model(inp, keras.layers.Dense(1, name="dense")(h))
+    rng = np.random.default_rng(0)
+    m.set_weights([rng.uniform(-0.8, 0.8, w.shape).astype("float32") for w in m.get_weights()])
+    m.save(f"{out}/{name}.h5")
+    np.savez(f"{out}/{name}_weights.npz", *m.get_weights())
+"""
+
+
+@pytest.fixture(scope="session")
+def keras2_lesson_files(tmp_path_factory):
+    import subprocess
+    import sys
+
+    from conftest import IN_CI
+
+    try:
+        import tf_keras  # noqa: F401
+    except ImportError as e:
+        if IN_CI:
+            pytest.fail(f"CI=true and tf_keras cannot be imported: {e}")
+        pytest.skip(f"tf_keras not installed ({e})")
+    out = tmp_path_factory.mktemp("keras2")
+    r = subprocess.run(
+        [sys.executable, "-c", KERAS2_LESSON, str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+@pytest.mark.keras
+def test_lesson_keras2_h5_loads_and_relu_is_refused(keras2_lesson_files):
+    d = keras2_lesson_files
+    got = load_keras_weights(d / "lesson.h5")
+    want = load_keras_weights(d / "lesson_weights.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    with pytest.raises(ValueError, match=r"relu.h5: SimpleRNN 'RNN': activation='relu' — the"):
+        load_keras_weights(d / "relu.h5")
+
+
+@pytest.mark.keras
+def test_lesson_keras3_files_load(kr, tmp_path):
+    w = random_keras_weights(3, seed=9)
+    model = kr.model.define_model(None, hidden=3)
+    model.set_weights(w)
+    model.save(tmp_path / "lesson.keras")
+    model.save(tmp_path / "lesson.h5")
+    model.save_weights(tmp_path / "lesson.weights.h5")
+    for name in ("lesson.keras", "lesson.h5", "lesson.weights.h5"):
+        got = load_keras_weights(tmp_path / name)
+        assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True)), name

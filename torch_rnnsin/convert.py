@@ -8,30 +8,29 @@ Keras order and shapes, hidden size H, input size F = 1:
     3  Dense kernel          (H, 1)  ->  dense.weight      (1, H)  transposed
     4  Dense bias            (1,)    ->  dense.bias        (1,)
 
-Back: transpose, and bias = bias_ih + bias_hh. Files are read with h5py and
-zipfile only: no TensorFlow, no pickle, no code from the file is run.
+This is the general port's SimpleRNN and Dense mapping (``port.layers``) applied to the
+lesson's model; back: transpose, and bias = bias_ih + bias_hh. Files are read with h5py
+and zipfile only (``port.formats``): no TensorFlow, no pickle, no code from the file is run.
+A file holding any other model is refused, naming what differs: port it with
+``load_keras_model`` instead.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import zipfile
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .port import layers as L
+
 KERAS_NAMES = ("RNN kernel", "RNN recurrent_kernel", "RNN bias", "Dense kernel", "Dense bias")
-# (torch attribute, transposed?) for each Keras array, in Keras order.
-TORCH_TARGETS = (
-    ("rnn.weight_ih_l0", True),
-    ("rnn.weight_hh_l0", True),
-    ("rnn.bias_ih_l0", False),
-    ("dense.weight", True),
-    ("dense.bias", False),
-)
+RNN_TABLE = L.rnn_table("SimpleRNN", use_bias=True)
+DENSE_TABLE = L.dense_table(use_bias=True)
+OTHER = "port it with load_keras_model instead"
 
 
 def keras_shapes(hidden_size: int, input_size: int = 1) -> list[tuple[int, ...]]:
@@ -42,12 +41,16 @@ def keras_shapes(hidden_size: int, input_size: int = 1) -> list[tuple[int, ...]]
 def check_keras_weights(
     weights: Sequence[np.ndarray], hidden_size: int | None = None
 ) -> list[np.ndarray]:
-    """The five arrays as float32, every shape checked; hidden size read from the kernel."""
+    """The five arrays as float32, every shape checked; hidden size read from the kernel.
+
+    Arrays that are not real numbers, or whose values are not finite in float32 (a float64
+    beyond float32's range would become inf), are refused.
+    """
     if len(weights) != 5:
         raise ValueError(
             f"expected 5 arrays in Keras order ({', '.join(KERAS_NAMES)}), got {len(weights)}"
         )
-    arrays = [np.asarray(w) for w in weights]
+    arrays = [L.as_float32(name, w) for name, w in zip(KERAS_NAMES, weights, strict=True)]
     if arrays[0].ndim != 2:
         raise ValueError(
             f"{KERAS_NAMES[0]}: expected a 2-D array (input, hidden), got shape {arrays[0].shape}"
@@ -63,131 +66,123 @@ def check_keras_weights(
     for name, a, shape in zip(KERAS_NAMES, arrays, keras_shapes(H, F), strict=True):
         if a.shape != shape:
             raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}: values must be finite numbers, got {a.ravel()[:5]}")
-    return [a.astype(np.float32) for a in arrays]
+    return arrays
 
 
 def keras_to_torch(weights: Sequence[np.ndarray], model=None):
     """A ``SinRNN`` holding the five Keras arrays (or ``model``, filled in place)."""
-    import torch
-
     from .model import SinRNN
 
     arrays = check_keras_weights(weights)
-    H = arrays[0].shape[1]
     if model is None:
-        model = SinRNN(hidden_size=H)
-    state = model.state_dict()
-    for (key, transposed), name, a in zip(TORCH_TARGETS, KERAS_NAMES, arrays, strict=True):
-        a = a.T if transposed else a
-        if tuple(state[key].shape) != a.shape:
-            raise ValueError(
-                f"{name} -> {key}: the model expects shape {tuple(state[key].shape)}, "
-                f"the weights give {a.shape}"
-            )
-    with torch.no_grad():
-        for (key, transposed), a in zip(TORCH_TARGETS, arrays, strict=True):
-            t = state[key]
-            t.copy_(torch.from_numpy(np.ascontiguousarray(a.T if transposed else a)))
-        model.rnn.bias_hh_l0.zero_()
+        model = SinRNN(hidden_size=arrays[0].shape[1])
+    L.keras_to_torch(model.rnn, RNN_TABLE, arrays[:3], "RNN")  # checks shapes, then copies
+    L.keras_to_torch(model.dense, DENSE_TABLE, arrays[3:], "Dense")
     return model
 
 
 def torch_to_keras(model) -> list[np.ndarray]:
     """The five arrays in Keras order and shapes (bias = bias_ih + bias_hh)."""
-    sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    return [
-        sd["rnn.weight_ih_l0"].T.copy(),
-        sd["rnn.weight_hh_l0"].T.copy(),
-        sd["rnn.bias_ih_l0"] + sd["rnn.bias_hh_l0"],
-        sd["dense.weight"].T.copy(),
-        sd["dense.bias"].copy(),
-    ]
+    return L.torch_to_keras(model.rnn, RNN_TABLE) + L.torch_to_keras(model.dense, DENSE_TABLE)
 
 
 # --- files -------------------------------------------------------------------
 
 
-def _var_groups(h5) -> dict[str, list[np.ndarray]]:
-    """Every ``.../vars`` group under ``layers/`` that holds arrays: path -> arrays in order."""
-    import h5py
+def lesson_config(hidden_size: int = 1) -> dict:
+    """The lesson's architecture as a Keras config: Input -> SimpleRNN 'RNN' -> Dense."""
 
-    found: dict[str, list[np.ndarray]] = {}
-    if "layers" not in h5:
+    def entry(cls: str, **config) -> dict:
+        return {"class_name": cls, "config": config}
+
+    return {
+        "class_name": "Sequential",
+        "config": {
+            "name": "lesson",
+            "layers": [
+                entry("InputLayer", name="input_layer", batch_shape=[None, None, 1]),
+                entry("SimpleRNN", name="RNN", units=hidden_size),
+                entry("Dense", name="dense", units=1),
+            ],
+        },
+    }
+
+
+LESSON = {
+    "SimpleRNN": {
+        "activation": "tanh",
+        "use_bias": True,
+        "go_backwards": False,
+        "return_sequences": False,
+    },
+    "Dense": {"units": 1, "activation": "linear", "use_bias": True},
+}
+
+
+def check_lesson_model(model) -> None:
+    """Refuse a ported model that is not exactly the lesson's, naming what differs."""
+    classes = [b.keras_class for b in model.layers]
+    if classes != ["SimpleRNN", "Dense"]:
+        raise ValueError(f"not a SimpleRNN + Dense model: found layers {classes}; {OTHER}")
+    for b in model.layers:
+        for key, want in LESSON[b.keras_class].items():
+            if b.options[key] != want:
+                raise ValueError(
+                    f"{b.keras_class} {b.keras_name!r}: {key}={b.options[key]!r} — the lesson "
+                    f"model has {key}={want!r}; {OTHER}"
+                )
+    if model.input_shape[-1] != 1:
+        rnn = model.layers[0]
         raise ValueError(
-            f"no 'layers' group (found {sorted(h5.keys())}); not a Keras 3 weights file"
+            f"SimpleRNN {rnn.keras_name!r}: {model.input_shape[-1]} input features — the lesson "
+            f"model has 1; {OTHER}"
         )
 
-    def visit(name: str, obj) -> None:
-        if isinstance(obj, h5py.Group) and name.endswith("vars") and len(obj):
-            keys = sorted(obj.keys(), key=lambda k: int(k) if k.isdigit() else k)
-            found[name] = [np.asarray(obj[k]) for k in keys]
 
-    h5["layers"].visititems(visit)
-    return found
+def _read_keras_file(path: Path) -> list[np.ndarray]:
+    from .port import formats
+    from .port.model import build_model
 
-
-def _read_weights_h5(f) -> list[np.ndarray]:
-    import h5py
-
-    try:
-        h5 = h5py.File(f, "r")
-    except OSError as e:
-        raise ValueError(f"not a readable HDF5 weights file ({e})") from None
-    with h5:
-        groups = _var_groups(h5)
-    rnn = [p for p in groups if p.startswith("simple_rnn") and len(groups[p]) == 3]
-    dense = [p for p in groups if p.startswith("dense") and len(groups[p]) == 2]
-    if len(rnn) != 1 or len(dense) != 1 or len(groups) != 2:
-        found = ", ".join(f"{p} ({len(a)} arrays)" for p, a in groups.items()) or "no weights"
-        raise ValueError(f"not a SimpleRNN + Dense model: found {found}")
-    return groups[rnn[0]] + groups[dense[0]]
-
-
-def _check_keras_config(config: dict) -> None:
-    layers = config.get("config", {}).get("layers", [])
-    classes = [layer.get("class_name") for layer in layers]
-    if [c for c in classes if c != "InputLayer"] != ["SimpleRNN", "Dense"]:
-        raise ValueError(f"not a SimpleRNN + Dense model: found layers {classes}")
+    if path.name.lower().endswith(".weights.h5"):  # no architecture inside: the lesson's
+        with tempfile.TemporaryDirectory() as d:
+            arch = Path(d) / "lesson.json"
+            arch.write_text(json.dumps(lesson_config()))
+            kf = formats.read_keras(path, arch)
+        if sorted(kf.weights) != ["RNN", "dense"]:
+            raise ValueError(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
+        return kf.weights["RNN"] + kf.weights["dense"]
+    kf = formats.read_keras(path)
+    model = build_model(kf.config)  # every layer and option mapped or refused
+    check_lesson_model(model)
+    rnn, dense = (b.keras_name for b in model.layers)
+    if rnn not in kf.weights or dense not in kf.weights:
+        raise ValueError(f"no weights for {rnn!r} and {dense!r} (found {sorted(kf.weights)})")
+    return kf.weights[rnn] + kf.weights[dense]
 
 
 def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
-    """The five Keras-order arrays from ``.weights.h5``, ``.keras`` or ``.npz``.
+    """The five Keras-order arrays from ``.weights.h5``, ``.keras``, a Keras 3 or Keras 2
+    ``.h5`` (``model.save``), or ``.npz``.
 
     ``.npz`` holds ``np.savez(path, *arrays)`` (``arr_0`` .. ``arr_4``); it is
     read with ``allow_pickle=False``.
     """
+    from .port import formats
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
     name = path.name.lower()
     if name.endswith(".npz"):
+        arrays = formats.read_npz(path)
+    elif name.endswith((".keras", ".h5")):
+        if not path.exists():
+            raise FileNotFoundError(f"weights file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = sorted(z.files, key=lambda k: int(k[4:]) if k[4:].isdigit() else 1 << 30)
-                arrays = [z[k] for k in keys]
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    elif name.endswith(".keras"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                if "config.json" in z.namelist():
-                    _check_keras_config(json.loads(z.read("config.json")))
-                if "model.weights.h5" not in z.namelist():
-                    raise ValueError(f"no model.weights.h5 inside (found {z.namelist()})")
-                arrays = _read_weights_h5(io.BytesIO(z.read("model.weights.h5")))
-        except zipfile.BadZipFile as e:
-            raise ValueError(f"{path}: not a .keras zip archive ({e})") from None
+            arrays = _read_keras_file(path)
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
-    elif name.endswith(".h5"):
-        try:
-            arrays = _read_weights_h5(path)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+            msg = str(e)
+            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
     else:
-        raise ValueError(f"{path}: unknown weights format; use .weights.h5, .keras or .npz")
+        raise ValueError(f"{path}: unknown weights format; use .weights.h5, .keras, .h5 or .npz")
     try:
         return check_keras_weights(arrays)
     except ValueError as e:
