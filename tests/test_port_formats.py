@@ -349,6 +349,15 @@ def test_written_files_read_back_without_keras(tmp_path):
         assert_same_weights(kf.weights, WEIGHTS)
 
 
+def test_arch_as_a_dict_and_arch_where_none_is_needed(tmp_path):
+    write_keras(tmp_path / "m.weights.h5", CONFIG, WEIGHTS)
+    assert_same_weights(read_keras(tmp_path / "m.weights.h5", CONFIG).weights, WEIGHTS)
+    with pytest.raises(ValueError, match="the architecture: .*JSON list"):
+        read_keras(tmp_path / "m.weights.h5", [CONFIG])
+    write_keras(tmp_path / "m.keras", CONFIG, WEIGHTS)
+    refused(read_keras, tmp_path / "m.keras", CONFIG, match="--arch is not needed")
+
+
 def test_empty_npz(tmp_path):
     np.savez(tmp_path / "w.npz")
     refused(read_npz, tmp_path / "w.npz", match="no arrays")
@@ -495,7 +504,6 @@ def test_weights_h5_layers_is_a_dataset(tmp_path):
 def test_weights_h5_links_never_followed(tmp_path, where, kind):
     import h5py
 
-    np.savez(tmp_path / "secret.npz", np.ones(2))
     with h5py.File(tmp_path / "other.h5", "w") as other:
         other["x/vars/0"] = np.ones((2, 1), np.float32)
 
@@ -512,6 +520,17 @@ def test_weights_h5_links_never_followed(tmp_path, where, kind):
     path = weights_h5(tmp_path / "w.weights.h5", edit)
     (tmp_path / "c.json").write_text(json.dumps(CONFIG))
     refused(read_keras, path, tmp_path / "c.json", match="links are not followed")
+
+
+def test_legacy_h5_model_weights_as_external_link(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other["mw/rnn"] = np.ones(2)
+    with h5py.File(tmp_path / "m.h5", "w") as h5:
+        h5.attrs["model_config"] = json.dumps(CONFIG)
+        h5["model_weights"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/mw")
+    refused(read_keras, tmp_path / "m.h5", match="links are not followed")
 
 
 def test_weights_h5_non_numeric_vars_key(tmp_path):

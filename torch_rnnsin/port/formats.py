@@ -320,6 +320,12 @@ def h5_child(group, name: str, what: str):
     return group[name]
 
 
+def h5_has(group, name: str) -> bool:
+    """Whether ``group`` has a link ``name``, without resolving it (``name in group`` would
+    open an external link's file)."""
+    return group.get(name, getlink=True) is not None
+
+
 def h5_path(group, path: str, what: str):
     obj = group
     for part in path.split("/"):
@@ -457,7 +463,7 @@ def keras3_weights(h5, config: dict, budget: Budget) -> dict[str, list[np.ndarra
     for layer, p in keras3_paths(config):
         base = p.split("/", 1)[1]
         claimed.add(base)
-        if base in layers_group:
+        if h5_has(layers_group, base):
             arrays = keras3_arrays(h5_child(layers_group, base, "layers"), p, budget)
             if arrays:
                 weights[layer_name(layer)] = arrays
@@ -479,9 +485,15 @@ def is_keras3_version(obj) -> bool:
 # --- reading Keras files -----------------------------------------------------------------
 
 
-def read_arch(arch: str | os.PathLike) -> dict:
+def read_arch(arch: str | os.PathLike | dict) -> dict:
     """A model config from a .keras (its config.json), a legacy .h5 (model_config) or a
-    config .json (``model.to_json()``)."""
+    config .json (``model.to_json()``); a dict is taken as the config itself."""
+    if not isinstance(arch, (str, os.PathLike)):
+        try:
+            config_layers(arch)
+        except ValueError as e:
+            raise ValueError(f"the architecture: {one_line(e)}") from None
+        return arch
     path = check_file(arch)
     name = path.name.lower()
     with reading(path, "architecture file"):
@@ -510,10 +522,11 @@ def keras_zip_config(z: zipfile.ZipFile) -> dict:
     return config
 
 
-def read_keras(path: str | os.PathLike, arch: str | os.PathLike | None = None) -> KerasFile:
+def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = None) -> KerasFile:
     """A Keras model file: ``.keras``, a legacy ``.h5`` (Keras 3's or Keras 2's
     ``model.save``), or a ``.weights.h5`` (Keras 3 ``save_weights``, or Keras 2's
-    ``save_weights`` .h5) with ``arch`` giving its architecture."""
+    ``save_weights`` .h5) with ``arch`` giving its architecture (a .keras, a config .json,
+    a legacy .h5, or the config dict itself)."""
     import h5py
 
     path = check_file(path)
@@ -539,7 +552,7 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | None = None) -
         if not name.endswith((".h5", ".hdf5")):
             raise ValueError("unknown Keras file type; expected .keras, .h5 or .weights.h5")
         with h5py.File(path, "r") as h5:
-            if "model_weights" in h5:  # a whole model, legacy layout
+            if h5_has(h5, "model_weights"):  # a whole model, legacy layout
                 if arch_config is not None:
                     raise ValueError("this .h5 holds its own architecture; --arch is not needed")
                 config = parse_json(h5_text(h5, "model_config", "the file"), "model_config")

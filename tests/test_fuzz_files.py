@@ -1,0 +1,146 @@
+"""Corrupted model files give a clean error or a clean read, never anything else.
+
+Valid files of every type the port reads (Keras 3 .keras / .weights.h5 / legacy .h5 and a
+Keras 2 .h5, written by Keras itself; .npz, .safetensors, .pt) are damaged by Hypothesis:
+16 random bytes at one offset, up to 16 single bytes at random offsets, or a truncation.
+Each damaged file must either read (real-number arrays) or raise one ValueError line naming
+it (or FileNotFoundError): no other exception, no traceback for the user.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torch_rnnsin.port.formats import read_keras, read_npz, read_torch_file, write_torch_file
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+K3 = """
+import sys, keras
+from pathlib import Path
+out, L = Path(sys.argv[1]), keras.layers
+m = keras.Sequential([keras.Input((4, 2)), L.LSTM(3, return_sequences=True),
+                      L.Bidirectional(L.GRU(2)), L.Dense(1)])
+m.save(out / "m.keras"); m.save_weights(out / "m.weights.h5"); m.save(out / "m.h5")
+(out / "m.json").write_text(m.to_json())
+"""
+K2 = """
+import sys, tf_keras as keras
+from pathlib import Path
+out, L = Path(sys.argv[1]), keras.layers
+m = keras.Sequential([keras.Input((4, 2)), L.LSTM(3, return_sequences=True),
+                      L.Bidirectional(L.GRU(2)), L.Dense(1)])
+m.save(out / "k2.h5")
+"""
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory) -> dict[str, tuple[bytes, str, Path]]:
+    """type -> (valid bytes, file name, workspace)."""
+    out = tmp_path_factory.mktemp("valid")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(out)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        for code in (K3, K2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        if p.returncode != 0:
+            if "No module named" in err and not IN_CI:
+                pytest.skip(f"Keras not installed: {err.strip().splitlines()[-1]}")
+            pytest.fail(f"writing the Keras files failed:\n{err[-2000:]}")
+    rng = np.random.default_rng(0)
+    np.savez(
+        out / "w.npz", *[rng.standard_normal(s).astype(np.float32) for s in ((1, 3), (3, 3), (3,))]
+    )
+    sd = {"rnn.weight_ih_l0": rng.standard_normal((12, 2)), "head.bias": np.ones(1, np.float32)}
+    arch = {"layers": [{"kind": "LSTM", "units": 3}]}
+    write_torch_file(out / "m.safetensors", sd, arch)
+    write_torch_file(out / "m.pt", sd, arch)
+    work = out / "work"
+    work.mkdir()
+    files = {
+        "keras": "m.keras",
+        "weights_h5": "m.weights.h5",
+        "legacy_h5": "m.h5",
+        "k2_h5": "k2.h5",
+        "npz": "w.npz",
+        "safetensors": "m.safetensors",
+        "pt": "m.pt",
+    }
+    return {kind: ((out / name).read_bytes(), name, work) for kind, name in files.items()}
+
+
+def read_any(kind: str, path: Path, arch: Path) -> None:
+    if kind == "npz":
+        arrays = read_npz(path)
+    elif kind in ("safetensors", "pt"):
+        state, _ = read_torch_file(path)
+        arrays = list(state.values())
+    else:
+        kf = read_keras(path, arch if kind == "weights_h5" else None)
+        arrays = [a for ws in kf.weights.values() for a in ws]
+    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "iuf" for a in arrays)
+
+
+@st.composite
+def damage(draw, data: bytes) -> bytes:
+    n = len(data)
+    how = draw(st.sampled_from(["block", "bytes", "truncate"]))
+    if how == "truncate":
+        return data[: draw(st.integers(0, n - 1))]
+    out = bytearray(data)
+    if how == "block":
+        at = draw(st.integers(0, n - 16))
+        out[at : at + 16] = draw(st.binary(min_size=16, max_size=16))
+    else:
+        for at, b in draw(
+            st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 255)), min_size=1, max_size=16)
+        ):
+            out[at] = b
+    return bytes(out)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    "kind", ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
+)
+@settings(max_examples=120, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_damaged_file_reads_or_fails_cleanly(valid, kind, data):
+    good, name, work = valid[kind]
+    path = work / name
+    arch = work.parent / "m.json"
+    path.write_bytes(data.draw(damage(good), label="damaged"))
+    try:
+        read_any(kind, path, arch)
+    except FileNotFoundError:
+        pass
+    except ValueError as e:
+        msg = str(e)
+        assert "\n" not in msg and str(path) in msg, msg
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    "kind", ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
+)
+def test_undamaged_files_read(valid, kind):
+    """The fuzz starts from files that read: a failure above is the damage's doing."""
+    good, name, work = valid[kind]
+    (work / name).write_bytes(good)
+    read_any(kind, work / name, work.parent / "m.json")
