@@ -186,12 +186,11 @@ print(f"stateful  MSE over all {len(test)} points, as the post averages: {mse_sf
 # %% [markdown]
 # Both of the post's losses come back from its five numbers: **0.000172**
 # stateless and **0.0771** stateful. The only subtlety is what the stateful mean is
-# taken over. Stateful
-# prediction returns the series' first point itself at t = 0 (there is nothing to
-# predict it from). The post averages over all 1251 points, that free zero error
-# included, which gives 0.0771; the package scores only the 1250 real predictions
-# (from t = 1), which gives 0.0772. Same predictions, a 1-in-1251 difference in
-# the denominator.
+# taken over. Stateful prediction returns the series' first point itself at t = 0
+# (there is nothing to predict it from). The post averages over all 1251 points,
+# that free zero error included, which gives 0.0771; the package scores only the
+# 1250 real predictions (from t = 1), which gives 0.0772. Same predictions, a
+# 1-in-1251 difference in the denominator.
 
 # %% [markdown]
 # ## 5. One prediction by hand
@@ -289,8 +288,8 @@ print(pd.DataFrame(rows).round(3).to_string(index=False))
 
 # %% [markdown]
 # The two-point window reproduces the sine with gain 1.00 and no lag. The carried
-# state makes the output 3 to 4 % too large and **0.6 steps late**: on a period of 10
-# steps that is a 22° phase error, hence the RMS error of about 0.28 (MSE 0.077).
+# state makes the output 3 to 4 % too large and **0.6 steps late**: on a period of
+# 10 steps that is a 22° phase error, hence the RMS error of about 0.28 (MSE 0.077).
 # Nothing is wrong with the state itself; the weights were fitted for a memory
 # that starts at zero two steps back, and stateful prediction gives them a longer
 # one.
