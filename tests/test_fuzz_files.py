@@ -9,9 +9,11 @@ it (or FileNotFoundError): no other exception, no traceback for the user.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -115,17 +117,16 @@ def damage(draw, data: bytes) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.keras
-@pytest.mark.parametrize(
-    "kind", ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
-)
-@settings(max_examples=120, deadline=None, derandomize=True, database=None)
-@given(data=st.data())
-def test_damaged_file_reads_or_fails_cleanly(valid, kind, data):
-    good, name, work = valid[kind]
-    path = work / name
-    arch = work.parent / "m.json"
-    path.write_bytes(data.draw(damage(good), label="damaged"))
+def rezipped(data: bytes, member: str, damaged: bytes) -> bytes:
+    """The .keras archive with one member replaced (its CRC then matches the damage)."""
+    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with src, zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            z.writestr(info.filename, damaged if info.filename == member else src.read(info))
+    return out.getvalue()
+
+
+def check_clean(kind: str, path: Path, arch: Path) -> None:
     try:
         read_any(kind, path, arch)
     except FileNotFoundError:
@@ -135,10 +136,37 @@ def test_damaged_file_reads_or_fails_cleanly(valid, kind, data):
         assert "\n" not in msg and str(path) in msg, msg
 
 
+KINDS = ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None)
+
+
 @pytest.mark.keras
-@pytest.mark.parametrize(
-    "kind", ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
-)
+@pytest.mark.parametrize("kind", KINDS)
+@FUZZ
+@given(data=st.data())
+def test_damaged_file_reads_or_fails_cleanly(valid, kind, data):
+    good, name, work = valid[kind]
+    path = work / name
+    path.write_bytes(data.draw(damage(good), label="damaged"))
+    check_clean(kind, path, work.parent / "m.json")
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("member", ["config.json", "model.weights.h5"])
+@FUZZ
+@given(data=st.data())
+def test_damaged_keras_member_reads_or_fails_cleanly(valid, member, data):
+    """Damage inside a well-formed archive: the zip's CRC no longer catches it."""
+    good, name, work = valid["keras"]
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        inner = z.read(member)
+    path = work / name
+    path.write_bytes(rezipped(good, member, data.draw(damage(inner), label="damaged")))
+    check_clean("keras", path, work.parent / "m.json")
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("kind", KINDS)
 def test_undamaged_files_read(valid, kind):
     """The fuzz starts from files that read: a failure above is the damage's doing."""
     good, name, work = valid[kind]
