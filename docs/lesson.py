@@ -123,7 +123,7 @@ for name in ("lightning.pytorch", "lightning.fabric"):  # no start-up banners
 warnings.filterwarnings("ignore", message=".*treespec.*")
 
 cfg = TrainConfig(epochs=300, seed=0)
-module = SinRNNModule(cfg.hidden, cfg.lr, cfg.batch_size, cfg.shuffle, cfg.seed)
+module = SinRNNModule(hidden_size=cfg.hidden, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed)
 trainer = pl.Trainer(
     accelerator="cpu",
     max_epochs=cfg.epochs,
