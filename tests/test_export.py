@@ -4,7 +4,9 @@ itself (one-step calls with the state fed back == one call). Never skipped in CI
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -409,3 +411,133 @@ def test_one_onnx_op_per_recurrent_layer_and_reset_before_gru_as_onnx_gru(standi
     assert [n.op_type for n in ops] == ["LSTM", "GRU", "GRU"]
     lbr = [next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0) for n in ops[1:]]
     assert lbr == [0, 1]
+
+
+# --- ported Keras models, judged by Keras (tests/keras_factory.py) -----------------
+
+# Every layer kind and head the port supports, each once or more.
+KERAS_CASES = [
+    "srnn_tanh",
+    "srnn_relu",
+    "srnn_nobias",
+    "srnn_seq",
+    "srnn_relu_back_seq",
+    "lstm",
+    "lstm_seq",
+    "lstm_back",
+    "gru",
+    "gru_back_seq",
+    "grurb",
+    "grurb_seq",
+    "grurb_back",
+    "bidi_srnn_concat",
+    "bidi_lstm_none_seq",
+    "bidi_grurb_sum",
+    "stack_fn",
+    "stack_deep",
+    "stack_bidi",
+    "heads",
+]
+
+
+@pytest.fixture(scope="session")
+def keras_onnx(keras_models, tmp_path_factory, ort):
+    """name -> (KerasCase, ported model, ONNX file) for KERAS_CASES."""
+    from torch_rnnsin.port.model import load_keras_model
+
+    folder = tmp_path_factory.mktemp("keras_onnx")
+    out = {}
+    for name in KERAS_CASES:
+        case = keras_models.cases[name]
+        model = load_keras_model(case.source("keras")[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the no-state note
+            out[name] = (case, model, export_onnx(model, folder / f"{name}.onnx"))
+    return out
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("name", KERAS_CASES)
+def test_ported_model_onnx_against_keras_and_torch(name, keras_onnx, ort):
+    case, model, path = keras_onnx[name]
+    sess = session(ort, path)
+    B = case.x.shape[0]
+    zeros = [np.zeros((B, h), np.float32) for h in model.state_sizes] if model.streamable else []
+    got = run(sess, case.x, zeros)
+    n_y = len(got) - len(zeros)
+    assert worst(got[:n_y], case.y) <= TOL  # Keras's own predict
+    assert [o.name for o in sess.get_outputs()][:n_y] == (["y"] if n_y == 1 else ["y_0", "y_1"])
+    # batch 1..8 and length 1..50 from the same file, against torch
+    rng = np.random.default_rng(7)
+    for batch, length in [(1, 1), (8, 50), (5, 13)]:
+        x = rng.uniform(-1, 1, (batch, length, case.x.shape[2])).astype(np.float32)
+        states = (
+            [rng.uniform(-0.5, 0.5, (batch, h)).astype(np.float32) for h in model.state_sizes]
+            if model.streamable
+            else []
+        )
+        with torch.no_grad():
+            if model.streamable:
+                y, new = model(torch.from_numpy(x), [torch.from_numpy(s) for s in states], True)
+                ref = [y.numpy()] + [s.numpy() for s in new]
+            else:
+                y = model(torch.from_numpy(x))
+                ref = [t.numpy() for t in (y if isinstance(y, list) else [y])]
+        assert worst(run(sess, x, states), ref) <= TOL, (batch, length)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("name", [n for n in KERAS_CASES if "back" not in n and "bidi" not in n])
+def test_ported_model_onnx_chunks_equal_keras_stateful(name, keras_onnx, ort):
+    """Two chunks with the state fed back == Keras's stateful=True model on the same chunks;
+    one step at a time == one call."""
+    from keras_factory import SPLIT
+
+    case, model, path = keras_onnx[name]
+    assert model.streamable and case.state is not None
+    sess = session(ort, path)
+    zeros = [np.zeros((case.x.shape[0], h), np.float32) for h in model.state_sizes]
+    y1, *state = run(sess, case.x[:, :SPLIT], zeros)
+    y2, *_ = run(sess, case.x[:, SPLIT:], state)
+    assert worst([y1, y2], list(case.state)) <= TOL
+    # T one-step calls with the state fed back == one T-step call
+    whole, state, ys = run(sess, case.x, zeros), zeros, []
+    for t in range(case.x.shape[1]):
+        y, *state = run(sess, case.x[:, t : t + 1], state)
+        ys.append(y)
+    stepped = np.concatenate(ys, 1) if whole[0].ndim == 3 else ys[-1]
+    assert worst([stepped, *state], whole) <= TOL
+
+
+def export_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch_rnnsin", "export", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.keras
+def test_cli_exports_a_keras2_h5_and_refuses_in_one_line(keras_models, tmp_path, ort):
+    case = keras_models.cases["stack_deep"]  # GRU(reset_after=False) -> LSTM -> SimpleRNN relu
+    out = tmp_path / "m.onnx"
+    r = export_cli(str(case.source("k2_h5")[0]), str(out))
+    assert r.returncode == 0, r.stderr
+    assert "state_in_3 [batch, 2]" in r.stdout
+    zeros = [np.zeros((case.x.shape[0], h), np.float32) for h in (3, 3, 3, 2)]
+    assert worst(run(session(ort, out), case.x, zeros)[:1], case.y_k2) <= TOL
+    before = out.read_bytes()
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    for args, message in [
+        ((str(case.source("keras")[0]), str(out)), "already exists"),
+        ((str(bad), str(tmp_path / "b.onnx")), "bad.keras"),
+        ((str(tmp_path / "missing.h5"), str(tmp_path / "c.onnx")), "not found"),
+    ]:
+        r = export_cli(*args)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras", "m.onnx"]

@@ -187,8 +187,8 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
         model.train(was_training)
     if not graph.streamable:
         warnings.warn(
-            f"{graph.kind} has Bidirectional or go_backwards layers: exported without state "
-            "inputs (every call reads its whole sequence from the zero state)",
+            f"{graph.kind} has {graph.why()}: exported without state inputs (every call "
+            "reads its whole sequence from the zero state)",
             UserWarning,
             stacklevel=2,
         )
@@ -225,6 +225,11 @@ def _streaming_module():
                 self.streamable = bool(model.streamable)
                 self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
                 self.features = input_features(model)
+            self.stateless_layers = [
+                f"{getattr(b, 'keras_class', type(b).__name__)} {getattr(b, 'keras_name', '')!r}"
+                for b in getattr(model, "layers", [])
+                if not getattr(b, "streamable", True)
+            ]
 
         def forward(self, x: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
             if isinstance(self.model, SinRNN):
@@ -245,13 +250,18 @@ def _streaming_module():
             states = [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
             return x.to(p.device), [s.to(p.device) for s in states]
 
+        def why(self) -> str:
+            """Which layers have no state to carry (Bidirectional or go_backwards)."""
+            named = f" ({', '.join(self.stateless_layers)})" if self.stateless_layers else ""
+            return f"Bidirectional or go_backwards layers{named}"
+
         def metadata(self) -> dict[str, str]:
             if self.streamable:
                 state = "kept: feed state_out_<k> back as state_in_<k>; zeros start a sequence"
             else:
                 state = (
-                    "none: Bidirectional or go_backwards layers read the whole sequence; "
-                    "every call starts from the zero state"
+                    f"none: {self.why()} read the whole sequence; every call starts from the "
+                    "zero state"
                 )
             return {
                 "torch_rnnsin.model": self.kind,
@@ -267,9 +277,12 @@ def Streaming(model):  # noqa: N802 - builds the class on first use
 
 
 def input_features(model) -> int:
-    """F of a ported model: its first recurrent layer's input size."""
+    """F of a ported model: its ``input_shape`` (T, F), else its first recurrent layer's."""
     from torch import nn
 
+    shape = getattr(model, "input_shape", None)
+    if shape:
+        return int(shape[-1])
     for m in model.modules():
         if isinstance(m, nn.RNNBase):
             return int(m.input_size)
