@@ -22,7 +22,7 @@ from torch_rnnsin.data import make_stream_chunks, make_windows, wave_parts
 from torch_rnnsin.metrics import prediction_mse
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> OneLineParser:
     p = OneLineParser(prog="python -m keras_ref", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["run"])
     add_config_args(p, exclude=("accelerator",))  # Keras runs on the CPU here
@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="skip training: Keras weights to evaluate")
     p.add_argument("--init-keras", help="initial weights (.weights.h5, .keras or .npz)")
     p.add_argument("--no-predict", action="store_true", help="train only (benchmark)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     cfg = config_from(args, accelerator="cpu")
     from torch_rnnsin.convert import load_keras_weights
 
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_loss": history.get("loss", [float("nan")])[-1],
         "val_loss": history.get("val_loss", [float("nan")])[-1],
         "keras_version": keras.__version__,
+        "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
     }
     if not args.no_predict:
         test = test.astype(np.float32)

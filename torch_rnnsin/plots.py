@@ -18,7 +18,7 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | os.PathLike) -> None:
+def save_figure(fig, path: str | os.PathLike) -> None:
     from .atomic import atomic_path
 
     with atomic_path(path) as tmp:
@@ -36,7 +36,7 @@ def plot_losses(history: Sequence[dict], path: str | os.PathLike) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_predictions(
@@ -65,7 +65,7 @@ def plot_predictions(
     )
     ax2.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def shown_units(hidden: int, at_most: int = 8) -> list[int]:
@@ -101,7 +101,7 @@ def plot_hidden(
     axes[0, 0].set_title(f"Hidden state behind each prediction (first test steps){which}")
     axes[-1, 0].set_xlabel("test time step")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return units
 
 

@@ -221,21 +221,24 @@ def run_train(args: argparse.Namespace) -> int:
         init, cfg = read_weights("--init-keras", args.init_keras, cfg, "hidden" in typed)
     ckpt = prepare(cfg, args.out, args.resume)
     out = args.out if args.out is not None else new_default_folder(Path("runs"))
-    from .lit_module import NonFiniteLossError
+    with open_run_folder(out, resume=ckpt is not None):  # before any heavy import
+        from .lit_module import NonFiniteLossError
 
-    try:
-        metrics = train_run(cfg, out, init, ckpt)
-    except NonFiniteLossError as e:
-        kept = out / CHECKPOINT
-        kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
-        sys.stderr.write(f"error: {e}{kept}\n")
-        return 1
-    except KeyboardInterrupt:
-        where = "its last checkpoint is kept" if (out / CHECKPOINT).exists() else "no checkpoint"
-        sys.stderr.write(
-            f"\ninterrupted; {where}; continue with the same flags and --out {out} --resume\n"
-        )
-        return 130
+        try:
+            metrics = _train_in(cfg, out, init, ckpt, None)
+        except NonFiniteLossError as e:
+            kept = out / CHECKPOINT
+            kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
+            sys.stderr.write(f"error: {e}{kept}\n")
+            return 1
+        except KeyboardInterrupt:
+            where = (
+                "its last checkpoint is kept" if (out / CHECKPOINT).exists() else "no checkpoint"
+            )
+            sys.stderr.write(
+                f"\ninterrupted; {where}; continue with the same flags and --out {out} --resume\n"
+            )
+            return 130
     print(summary_table(metrics, out))
     return 0
 

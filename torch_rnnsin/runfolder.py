@@ -87,10 +87,14 @@ def check_out_contents(out: Path, resume: bool, flag: str = "--out") -> None:
         )
 
 
+def timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def new_default_folder(parent: Path, prefix: str = "") -> Path:
     """``parent/<prefix><YYYYmmdd-HHMMSS>``, created now; ``-2``, ``-3``, … if taken."""
     parent.mkdir(parents=True, exist_ok=True)
-    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
+    stamp = prefix + timestamp()
     for i in range(1, 10_000):
         path = parent / (stamp if i == 1 else f"{stamp}-{i}")
         try:

@@ -1,0 +1,163 @@
+"""The run folder: unique names even for simultaneous runs, one writer at a time,
+temporaries swept only when they are a run's own, a user's files never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, SMALL, copy_run, run_cli
+
+from torch_rnnsin import cli, runfolder
+from torch_rnnsin.atomic import PRIVATE, atomic_path, remove_stale_temps
+
+TINY = ["--cycles", "20", "--epochs", "0"]
+
+
+def call(argv: list[str]) -> int:
+    try:
+        return cli.main(argv, prog="train.py")
+    except SystemExit as e:
+        return e.code
+
+
+def test_default_folders_in_the_same_second_differ(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runfolder, "timestamp", lambda: "20260101-000000")
+    assert call([*TINY, "--seed", "1"]) == 0
+    assert call([*TINY, "--seed", "2"]) == 0
+    a, b = tmp_path / "runs" / "20260101-000000", tmp_path / "runs" / "20260101-000000-2"
+    for folder, seed in ((a, 1), (b, 2)):
+        assert json.loads((folder / "metrics.json").read_text())["config"]["seed"] == seed
+    assert "run folder          runs/20260101-000000-2" in capsys.readouterr().out
+
+
+def test_simultaneous_default_runs_get_a_folder_each(tmp_path):
+    """Two processes started together, no --out: two folders, each wholly its own run."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *TINY[:2],
+                "--epochs",
+                "1",
+                "--seed",
+                str(seed),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2
+    seeds = set()
+    for f in folders:
+        seed = json.loads((f / "metrics.json").read_text())["config"]["seed"]
+        ckpt = torch.load(f / "last.ckpt", weights_only=True)
+        assert ckpt["hyper_parameters"]["config"]["seed"] == seed  # not mixed with the other
+        seeds.add(seed)
+    assert seeds == {1, 2}
+
+
+def test_a_locked_folder_is_refused_naming_the_writer(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    with runfolder.open_run_folder(out):
+        assert call([*TINY, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {os.getpid()} is writing this run folder" in err
+        assert len(err.strip().splitlines()) == 1
+        # and from another process
+        r = run_cli(*TINY, "--out", str(out))
+        assert r.returncode == 2 and f"pid {os.getpid()}" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [PRIVATE]  # nothing written by either
+    assert call([*TINY, "--out", str(out)]) == 0  # unlocked, never written: usable
+
+
+def test_two_runs_with_the_same_out(tmp_path):
+    """The second of two processes on one --out exits 2 naming the first, which finishes."""
+    out = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "--cycles", "60", "--epochs", "100000"]
+        + ["--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lock = out / PRIVATE / runfolder.LOCK
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            lock.exists() and lock.read_text().strip() == str(first.pid)
+        ):
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended early"
+        r = run_cli("--cycles", "60", "--epochs", "5", "--out", str(out))
+        assert r.returncode == 2 and f"pid {first.pid}" in r.stderr, r.stderr
+        assert first.poll() is None  # the first one goes on
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=60)
+    assert first.returncode == 130
+
+
+def test_only_the_runs_own_temporaries_are_swept(small_run, tmp_path, monkeypatch):
+    out = copy_run(small_run[0], tmp_path / "run")
+    private = out / PRIVATE
+    (private / "4242.tmp.metrics.json").write_text("half written")
+    (private / "4242.tmp.dir").mkdir()  # not a file: left alone
+    user = {".notes.tmp": "mine", ".env.tmpl": "mine too", "4242.tmp.x": "also mine"}
+    for name, text in user.items():
+        (out / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert call([*SMALL, "--epochs", "31", "--out", str(out), "--resume"]) == 0
+    assert not (private / "4242.tmp.metrics.json").exists()
+    assert (private / "4242.tmp.dir").is_dir()
+    for name, text in user.items():
+        assert (out / name).read_text() == text
+
+
+def test_remove_stale_temps_outside_a_run_folder_removes_nothing(tmp_path):
+    for name in (".a.tmp1", ".torch_rnnsin-1.tmp.x", "1.tmp.y"):
+        (tmp_path / name).write_text("keep")
+    assert remove_stale_temps(tmp_path) == []
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_atomic_path_outside_a_run_folder(tmp_path):
+    target = tmp_path / "w.weights.h5"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".torch_rnnsin-")
+        assert tmp.name.endswith(".weights.h5")  # the extension that chooses the format
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "w.weights.h5"
+    ]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with runfolder.open_run_folder(out):
+        pass  # created, marked, nothing written: what a kill in the first epoch leaves
+    monkeypatch.chdir(tmp_path)
+    assert call([*TINY, "--out", str(out)]) == 0
+    assert (out / "metrics.json").exists()
+    assert call([*TINY, "--out", str(out)]) == 2  # now it holds a run
