@@ -630,6 +630,10 @@ def test_write_refuses_bad_input(tmp_path):
         write_keras(tmp_path / "m.keras", CONFIG, {**WEIGHTS, "nope": [np.ones(1)]})
     with pytest.raises(ValueError, match=r"\.keras or \.weights\.h5"):
         write_keras(tmp_path / "m.h5", CONFIG, WEIGHTS)
+    bidi = {"class_name": "Bidirectional", "config": {"name": "b", "layer": "LSTM"}}
+    config = {"class_name": "Sequential", "config": {"layers": [bidi]}}
+    with pytest.raises(ValueError, match="'layer' is not a layer config"):
+        write_keras(tmp_path / "b.keras", config, {"b": [np.ones(1)] * 6})
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -131,7 +132,10 @@ def check_dtype(dtype: np.dtype, what: str) -> np.dtype:
 def as_real_array(a: object, what: str) -> np.ndarray:
     """A native-byte-order numpy array of real numbers (torch tensors accepted)."""
     if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
+        try:
+            a = a.detach().cpu().numpy()
+        except TypeError as e:  # bfloat16 and other dtypes numpy has not
+            raise ValueError(f"{what}: {one_line(e)}") from None
     a = np.asarray(a)
     check_dtype(a.dtype, what)
     return np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="), copy=False))
@@ -207,9 +211,9 @@ def npy_array(data: bytes, what: str, budget: Budget) -> np.ndarray:
     else:
         raise ValueError(f"{what}: .npy format version {version} is not supported")
     check_dtype(dtype, what)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count < 0 or any(int(s) < 0 for s in shape):
+    if any(int(s) < 0 for s in shape):
         raise ValueError(f"{what}: negative shape {shape}")
+    count = math.prod(int(s) for s in shape)  # Python ints: no overflow
     nbytes = count * dtype.itemsize
     budget.take(nbytes, what)
     offset = fp.tell()
@@ -253,6 +257,16 @@ def layer_name(layer: dict) -> str:
     return layer["config"]["name"]
 
 
+def is_layer_config(layer: object) -> bool:
+    """``{"class_name": str, "config": {"name": str, ...}, ...}``"""
+    return (
+        isinstance(layer, dict)
+        and isinstance(layer.get("class_name"), str)
+        and isinstance(layer.get("config"), dict)
+        and isinstance(layer["config"].get("name"), str)
+    )
+
+
 def config_layers(config: object) -> list[dict]:
     """The model config's layer entries, after checking the shape of the whole config:
     ``{"class_name": "Sequential" | "Functional" | "Model", "config": {"layers": [...]}}``,
@@ -269,13 +283,7 @@ def config_layers(config: object) -> list[dict]:
         raise ValueError("the model config has no 'layers' list")
     names: set[str] = set()
     for i, layer in enumerate(layers):
-        ok = (
-            isinstance(layer, dict)
-            and isinstance(layer.get("class_name"), str)
-            and isinstance(layer.get("config"), dict)
-            and isinstance(layer["config"].get("name"), str)
-        )
-        if not ok:
+        if not is_layer_config(layer):
             raise ValueError(
                 f"layer {i} of the config: expected {{'class_name': str, 'config': {{'name': str}}}}"
             )
@@ -346,7 +354,7 @@ def h5_array(ds, what: str, budget: Budget) -> np.ndarray:
         raise ValueError(f"{what}: an empty dataspace")
     if ds.external or ds.is_virtual:
         raise ValueError(f"{what}: data stored outside the file is not read")
-    budget.take(int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize, what)
+    budget.take(math.prod(ds.shape) * ds.dtype.itemsize, what)
     return as_real_array(ds[()], what)
 
 
@@ -354,7 +362,7 @@ def check_attr_size(obj, name: str, what: str) -> None:
     """Refuse an attribute whose declared size is beyond MAX_JSON_BYTES, before reading it
     (variable-length strings live in the file, so the file's size bounds them)."""
     aid = obj.attrs.get_id(name)
-    count = int(np.prod(aid.shape, dtype=np.int64)) if aid.shape else 1
+    count = math.prod(aid.shape or ())
     if count * aid.dtype.itemsize > MAX_JSON_BYTES:
         raise ValueError(f"{what}: attribute {name!r} is too large")
 
@@ -362,12 +370,12 @@ def check_attr_size(obj, name: str, what: str) -> None:
 def h5_strings(obj, name: str, what: str) -> list[str]:
     """A string-list attribute as Keras writes it (possibly split as name0, name1, ...)."""
     attrs = obj.attrs
-    keys = [name] if name in attrs else []
-    while not keys or keys[-1] != name:
-        k = f"{name}{len(keys)}"
-        if k not in attrs:
-            break
-        keys.append(k)
+    if name in attrs:
+        keys = [name]
+    else:
+        keys = []
+        while f"{name}{len(keys)}" in attrs:
+            keys.append(f"{name}{len(keys)}")
     if not keys:
         raise ValueError(f"{what}: no {name!r} attribute")
     out: list[str] = []
@@ -403,6 +411,7 @@ def legacy_weights(root, names: set[str], budget: Budget) -> dict[str, list[np.n
     """Keras 2 / legacy Keras 3 h5: layer_names, then each layer's weight_names, as written."""
     weights: dict[str, list[np.ndarray]] = {}
     for name in h5_strings(root, "layer_names", "the weights"):
+        budget.visit()
         g = h5_child(root, name, "the weights")
         arrays = [
             h5_array(h5_path(g, wn, name), f"{name}/{wn}", budget)
@@ -594,19 +603,27 @@ def write_layer(h5, path: str, layer: dict, arrays: list[np.ndarray], name: str)
     if cls in RNN_CLASSES:
         write_vars(h5, f"{path}/cell", f"{to_snake_case(cls)}_cell", arrays)
     elif cls == "Bidirectional":
-        inner = cfg.get("layer")
-        if not isinstance(inner, dict) or len(arrays) % 2:
-            raise ValueError(f"layer {name!r}: a Bidirectional needs its 'layer' and even arrays")
-        back = cfg.get("backward_layer") or inner
-        half = len(arrays) // 2
-        inner_name = inner.get("config", {}).get("name", "rnn")
+        inner, back = wrapped(cfg, "layer", name), wrapped(cfg, "backward_layer", name, True)
+        if len(arrays) % 2:
+            raise ValueError(f"layer {name!r}: a Bidirectional needs an even number of arrays")
+        half, inner_name = len(arrays) // 2, layer_name(inner)
         write_layer(h5, f"{path}/forward_layer", inner, arrays[:half], f"forward_{inner_name}")
-        write_layer(h5, f"{path}/backward_layer", back, arrays[half:], f"backward_{inner_name}")
+        write_layer(
+            h5, f"{path}/backward_layer", back or inner, arrays[half:], f"backward_{inner_name}"
+        )
     elif cls == "TimeDistributed":
-        inner = cfg.get("layer")
-        if not isinstance(inner, dict):
-            raise ValueError(f"layer {name!r}: a TimeDistributed needs its 'layer'")
-        write_layer(h5, f"{path}/layer", inner, arrays, inner.get("config", {}).get("name", ""))
+        inner = wrapped(cfg, "layer", name)
+        write_layer(h5, f"{path}/layer", inner, arrays, layer_name(inner))
+
+
+def wrapped(cfg: dict, key: str, name: str, optional: bool = False) -> dict | None:
+    """A wrapper's inner layer config, checked like the model's layers."""
+    inner = cfg.get(key)
+    if inner is None and optional:
+        return None
+    if not is_layer_config(inner):
+        raise ValueError(f"layer {name!r}: {key!r} is not a layer config")
+    return inner
 
 
 def write_keras3_h5(target, config: dict, weights: dict[str, list[np.ndarray]]) -> None:
