@@ -85,7 +85,8 @@ def test_stream_chunks_continue_each_other():
 
 
 def test_stream_chunks_trap_seq_len_5_targets_all_zero():
-    """SPEC §4: seq_len 5 on the period-10 wave, 50 streams of 75: every target is a zero crossing."""
+    """The lesson's trap: seq_len 5 on the period-10 wave, 50 streams of 75 points; every
+    target is a zero crossing."""
     train, _ = split_series(sine_wave()["sin_t"].to_numpy())
     _, y = make_stream_chunks(train, 5, 50, targets="last")
     assert np.abs(y).max() < 1e-9

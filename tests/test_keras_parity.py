@@ -142,6 +142,22 @@ def test_lightning_run_reaches_keras_weights(kr, tmp_path):
         assert np.abs(a - b).max() <= TOL
 
 
+def test_keras_ref_reads_back_every_setting_compare_hands_it(kr):
+    from keras_ref.__main__ import parser
+    from torch_rnnsin.args import config_from
+    from torch_rnnsin.compare import keras_command
+
+    for cfg in (
+        TrainConfig(lr=0.1, shuffle=False, seed=7, hidden=3, batch_size=17, noise=0.1),
+        TrainConfig(train_mode="stateful", targets="seq", streams=7, epochs=3, seq_len=4),
+    ):
+        cmd = keras_command(cfg, "o", None, None)
+        assert cmd[1:3] == ["-m", "keras_ref"]
+        got = config_from(parser().parse_args(cmd[3:]), accelerator=cfg.accelerator)
+        assert got == cfg
+    assert float(kr.define_model(2, lr=0.05).optimizer.learning_rate) == pytest.approx(0.05)
+
+
 def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     import json
     import subprocess
@@ -164,6 +180,8 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
             "2",
             "--noise",
             "0.2",
+            "--lr",
+            "0.01",
             "--out",
             str(out),
         ],
@@ -176,6 +194,18 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     assert "Keras vs torch" in r.stdout and "within the tolerance" in r.stdout
     res = json.loads((out / "compare.json").read_text())
     assert res["ok"] and res["max_diff"] <= 1e-5 and len(res["rows"]) == 4
+    assert json.loads((out / "keras_metrics.json").read_text())["lr"] == pytest.approx(0.01)
+    # the exit-1 path on Keras's own output, one hidden state doctored by 2e-5
+    from torch_rnnsin.compare import evaluate
+
+    with np.load(out / "keras_predictions.npz") as z:
+        doctored = dict(z)
+    doctored["stateless_hidden"][7, 1] += 2e-5
+    np.savez(out / "keras_predictions.npz", **doctored)
+    cfg = TrainConfig(cycles=40, epochs=5, hidden=2, noise=0.2, lr=0.01)
+    assert evaluate(out, cfg) == 1
+    res = json.loads((out / "compare.json").read_text())
+    assert not res["ok"] and res["max_diff"] == pytest.approx(2e-5, rel=0.2)
     # and from a given Keras file (train.py --keras --keras-model is the same command)
     km = kr.define_model(3, hidden=2)
     km.set_weights(random_keras_weights(2, seed=8))

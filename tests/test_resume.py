@@ -99,3 +99,31 @@ def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(small
     r = run_cli("--cycles", "60", "--epochs", "2", "--out", str(evil), "--resume")
     assert r.returncode == 2 and "not a loadable checkpoint" in r.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, monkeypatch):
+    """Ctrl-C (SIGINT) is not a failure: exit status 130, a hint naming the folder, and
+    --resume finishes the run with every epoch once."""
+    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.2")
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *FLAGS, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"--out {out} --resume" in err and "Traceback" not in err
+    assert not (out / "metrics.json").exists()
+    r = run_cli(*FLAGS, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    epochs = [
+        int(line.split(",")[0]) for line in (out / "history.csv").read_text().splitlines()[1:]
+    ]
+    assert epochs == list(range(1, 301))

@@ -112,6 +112,12 @@ def keras_command(
     return cmd
 
 
+def keras_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("keras") is not None
+
+
 def run_keras(cmd: list[str]) -> int:
     """Run the Keras reference in its own process (torch_rnnsin never imports TensorFlow)."""
     print("running Keras:", " ".join(cmd[1:]), file=sys.stderr)
@@ -137,8 +143,6 @@ def check_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
 
 def run_compare(args: argparse.Namespace) -> int:
     """The ``compare`` command: 0 within the tolerance, 1 over it (or Keras failed), 2 refused."""
-    import importlib.util
-
     from .run import prepare, read_weights
     from .runfolder import new_default_folder, open_run_folder
 
@@ -150,7 +154,7 @@ def run_compare(args: argparse.Namespace) -> int:
             _, cfg = read_weights(option, path, cfg, hidden_given)
             hidden_given = True  # a second file must match the first
     prepare(cfg, args.out)
-    if importlib.util.find_spec("keras") is None:
+    if not keras_available():
         raise ValueError("compare needs Keras: install the 'keras' extra (pip install '.[keras]')")
     out = args.out if args.out is not None else new_default_folder(Path("runs"), "compare-")
     with open_run_folder(out, kind="compare"):
