@@ -541,3 +541,18 @@ def test_cli_exports_a_keras2_h5_and_refuses_in_one_line(keras_models, tmp_path,
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras", "m.onnx"]
+
+
+def test_callers_model_untouched_and_a_disagreeing_graph_never_written(tmp_path, monkeypatch):
+    import torch_rnnsin.export as export
+
+    model = STANDINS["gru_reset_before_stack"]().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_onnx(model, tmp_path / "a.onnx")
+    assert model.training  # exported from an eval-mode copy
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all("forward" not in m.__dict__ for m in model.modules())  # no patch left
+    monkeypatch.setattr(export, "check_against_torch", lambda graph, data: 3e-4)
+    with pytest.raises(ValueError, match=r"differs from torch by 3\.00e-04 .* not written"):
+        export_onnx(model, tmp_path / "b.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.onnx"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -134,6 +135,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
 
     ``model`` is the lesson's ``SinRNN`` or a ported model (``state_sizes``, ``streamable``,
     ``forward(x, state=None, return_state=False)``). Returns the path written."""
+    import copy
     import io
 
     import onnx
@@ -145,24 +147,25 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     check_destination(path)
     check_opset(opset)
     require_onnx()
-    graph = Streaming(model)
-    was_training = model.training
-    model.eval()
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model: expected a torch nn.Module, got {type(model).__name__}")
+    # A CPU copy in eval mode: the caller's model is left as it was, wherever it was.
+    graph = streaming(copy.deepcopy(model).cpu().eval())
+    x, states = graph.example(batch=2, length=3)
+    with torch.no_grad():
+        outputs = graph(x, *states)
+    n_y = len(outputs) - len(states)
+    y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
+    in_names = ["x"] + [f"state_in_{k}" for k in range(len(states))]
+    out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
+    axes = {"x": {0: "batch", 1: "time"}}
+    for name, y in zip(y_names, outputs, strict=False):
+        axes[name] = {0: "batch", 1: "time"} if y.dim() == 3 else {0: "batch"}
+    for name in in_names[1:] + out_names[n_y:]:
+        axes[name] = {0: "batch"}
+    buf = io.BytesIO()
     try:
-        x, states = graph.example(batch=2, length=3)
-        with torch.no_grad():
-            outputs = graph(x, *states)
-        n_y = len(outputs) - len(states)
-        y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
-        in_names = ["x"] + [f"state_in_{k}" for k in range(len(states))]
-        out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
-        axes = {"x": {0: "batch", 1: "time"}}
-        for name, y in zip(y_names, outputs, strict=False):
-            axes[name] = {0: "batch", 1: "time"} if y.dim() == 3 else {0: "batch"}
-        for name in in_names[1:] + out_names[n_y:]:
-            axes[name] = {0: "batch"}
-        buf = io.BytesIO()
-        with quiet_exporter(), custom_cells(model):
+        with quiet_exporter(), custom_cells(graph.model):
             torch.onnx.export(
                 graph,
                 (x, *states),
@@ -174,17 +177,19 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
                 do_constant_folding=True,
                 dynamo=False,
             )
-        proto = onnx.load_from_string(buf.getvalue())
-        onnx.helper.set_model_props(proto, graph.metadata())
-        onnx.checker.check_model(proto)
-        data = proto.SerializeToString()
-        worst = check_against_torch(graph, data)
-        if worst > TOLERANCE:
-            raise ValueError(
-                f"the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); not written"
-            )
-    finally:
-        model.train(was_training)
+    except Exception as e:  # noqa: BLE001 - any exporter failure: one line, nothing written
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{graph.kind}: torch's ONNX exporter failed ({first})") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.helper.set_model_props(proto, graph.metadata())
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    worst = check_against_torch(graph, data)
+    if worst > TOLERANCE:
+        raise ValueError(
+            f"{graph.kind}: the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); "
+            "not written"
+        )
     if not graph.streamable:
         warnings.warn(
             f"{graph.kind} has {graph.why()}: exported without state inputs (every call "
@@ -197,9 +202,10 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     return path
 
 
-def _streaming_module():
-    """``Streaming`` is an nn.Module: defined on first use so that importing this file
-    (the CLI's ``--help``) does not import torch."""
+@functools.cache
+def _streaming_class():
+    """The wrapper is an nn.Module, defined on first use so that importing this file (the
+    CLI's ``--help``) does not import torch."""
     import torch
     from torch import nn
 
@@ -272,8 +278,9 @@ def _streaming_module():
     return _Streaming
 
 
-def Streaming(model):  # noqa: N802 - builds the class on first use
-    return _streaming_module()(model)
+def streaming(model):
+    """``model`` wrapped with the graph's signature ``(x, *states) -> (*ys, *states)``."""
+    return _streaming_class()(model)
 
 
 def input_features(model) -> int:
