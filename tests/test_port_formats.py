@@ -71,6 +71,7 @@ def build_k2(out: Path) -> None:
         randomize(model, 100 + i)
         model.save(out / f"{name}.k2.h5")
         model.save_weights(out / f"{name}.k2w.h5")
+        model.save(out / f"{name}.k2.keras")  # Keras 2.13+ also writes the new format
         names[name] = {n: len(w) for n, w in per_layer(model).items()}
         for n, ws in per_layer(model).items():
             arrays.update({f"{name}|{n}|{j}": w for j, w in enumerate(ws)})
@@ -203,16 +204,21 @@ def test_weights_h5_needs_arch(k3):
         read_keras(out / "srnn.weights.h5")
 
 
+K2_LAYOUTS = {
+    "model_save": ("{}.k2.h5", None, "keras2-h5"),
+    "save_weights": ("{}.k2w.h5", "{}.k2.h5", "keras2-h5"),
+    "keras": ("{}.k2.keras", None, "keras2"),
+}
+
+
 @pytest.mark.keras
-@pytest.mark.parametrize("weights_only", [False, True], ids=["model_save", "save_weights"])
+@pytest.mark.parametrize("layout", K2_LAYOUTS)
 @pytest.mark.parametrize("name", CASES)
-def test_read_keras2_h5_follows_weight_names(k2, name, weights_only):
+def test_read_keras2_equals_get_weights(k2, name, layout):
     out, weights = k2
-    if weights_only:
-        kf = read_keras(out / f"{name}.k2w.h5", out / f"{name}.k2.h5")
-    else:
-        kf = read_keras(out / f"{name}.k2.h5")
-    assert kf.dialect == "keras2-h5"
+    file, arch, dialect = K2_LAYOUTS[layout]
+    kf = read_keras(out / file.format(name), arch and out / arch.format(name))
+    assert kf.dialect == dialect
     assert_same_weights(kf.weights, weights[name])
 
 
@@ -228,6 +234,29 @@ def test_keras2_names_carry_global_counters(k2):
         names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["layer_names"]]
     assert any(n.rsplit("_", 1)[-1].isdigit() for n in names), names
     assert set(weights["td"]) <= set(names)
+
+
+@pytest.mark.keras
+def test_keras2_weight_names_followed_not_guessed(k2, tmp_path):
+    """Cells named with another process's counters (lstm_cell_2): found through the
+    weight_names attribute; a weight_names entry with no dataset is refused, naming it."""
+    import shutil
+
+    import h5py
+
+    out, weights = k2
+    path = shutil.copy(out / "stack.k2.h5", tmp_path / "m.h5")
+    with h5py.File(path, "a") as h5:
+        g = h5["model_weights"]
+        layer = next(n for n in weights["stack"] if n.startswith("lstm"))
+        old = [n.decode() if isinstance(n, bytes) else n for n in g[layer].attrs["weight_names"]]
+        cell = old[0].split("/")[1]  # lstm/lstm_cell/kernel:0 -> lstm_cell
+        g[layer].move(f"{layer}/{cell}", f"{layer}/{cell}_2")
+        g[layer].attrs["weight_names"] = [n.replace(f"/{cell}/", f"/{cell}_2/") for n in old]
+    assert_same_weights(read_keras(path).weights, weights["stack"])
+    with h5py.File(path, "a") as h5:
+        h5["model_weights"][layer].attrs["weight_names"] = old  # the guessed names: gone
+    refused(read_keras, path, match=f"no '{cell}'")
 
 
 @pytest.mark.keras

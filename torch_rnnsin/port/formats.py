@@ -50,8 +50,9 @@ class KerasFile:
     ``config`` is the model's Keras config exactly as the file holds it; ``weights`` maps each
     user layer name to its arrays in ``layer.get_weights()`` order (Bidirectional: the forward
     layer's, then the backward layer's); layers without weights are absent. ``dialect`` is
-    ``"keras3"`` (.keras / .weights.h5), ``"keras3-h5"`` (legacy .h5 written by Keras 3) or
-    ``"keras2-h5"`` (Keras 2 / tf.keras .h5)."""
+    ``"keras3"`` (.keras / .weights.h5), ``"keras3-h5"`` (legacy .h5 written by Keras 3),
+    ``"keras2-h5"`` (Keras 2 / tf.keras .h5) or ``"keras2"`` (a .keras written by Keras 2.13+:
+    the Keras 3 layout, with Keras 2 layer configs)."""
 
     config: dict
     weights: dict[str, list[np.ndarray]]
@@ -531,6 +532,16 @@ def keras_zip_config(z: zipfile.ZipFile) -> dict:
     return config
 
 
+def keras_zip_dialect(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> str:
+    """ "keras3", or "keras2" for a .keras written by Keras 2.13+ (same layout, Keras 2
+    layer configs), from metadata.json's keras_version."""
+    if "metadata.json" not in members:
+        return "keras3"
+    meta = parse_json(zip_read(z, members["metadata.json"], MAX_JSON_BYTES), "metadata.json")
+    version = meta.get("keras_version") if isinstance(meta, dict) else None
+    return "keras2" if isinstance(version, str) and version.startswith("2.") else "keras3"
+
+
 def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = None) -> KerasFile:
     """A Keras model file: ``.keras``, a legacy ``.h5`` (Keras 3's or Keras 2's
     ``model.save``), or a ``.weights.h5`` (Keras 3 ``save_weights``, or Keras 2's
@@ -555,9 +566,10 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = 
                         "sharded or .npz weights are not supported"
                     )
                 data = zip_read(z, members["model.weights.h5"])
+                dialect = keras_zip_dialect(z, members)
             with h5py.File(io.BytesIO(data), "r") as h5:
                 weights = keras3_weights(h5, config, budget)
-            return KerasFile(config, weights, "keras3", str(path))
+            return KerasFile(config, weights, dialect, str(path))
         if not name.endswith((".h5", ".hdf5")):
             raise ValueError("unknown Keras file type; expected .keras, .h5 or .weights.h5")
         with h5py.File(path, "r") as h5:
