@@ -659,6 +659,9 @@ def test_write_refuses_bad_input(tmp_path):
         write_keras(tmp_path / "m.keras", CONFIG, {**WEIGHTS, "nope": [np.ones(1)]})
     with pytest.raises(ValueError, match=r"\.keras or \.weights\.h5"):
         write_keras(tmp_path / "m.h5", CONFIG, WEIGHTS)
+    bad = {**WEIGHTS, "out": [np.ones((2, 1), np.complex64), np.zeros(1)]}
+    with pytest.raises(ValueError, match="not a real number type"):
+        write_keras(tmp_path / "m.weights.h5", CONFIG, bad)  # fails after the file was opened
     bidi = {"class_name": "Bidirectional", "config": {"name": "b", "layer": "LSTM"}}
     config = {"class_name": "Sequential", "config": {"layers": [bidi]}}
     with pytest.raises(ValueError, match="'layer' is not a layer config"):
