@@ -198,49 +198,21 @@ def test_npz_is_never_unpickled(tmp_path):
 
 # --- lesson files written by Keras itself ------------------------------------------
 
-KERAS2_LESSON = """
-import sys, numpy as np, tf_keras as keras
-out = sys.argv[1]
-for name, act in (("lesson", "tanh"), ("relu", "relu")):
-    inp = keras.Input(batch_shape=(None, None, 1))
-    h = keras.layers.SimpleRNN(3, activation=act, name="RNN")(inp)
-    m = keras.Model(inp, keras.layers.Dense(1, name="dense")(h))
-    rng = np.random.default_rng(0)
-    m.set_weights([rng.uniform(-0.8, 0.8, w.shape).astype("float32") for w in m.get_weights()])
-    m.save(f"{out}/{name}.h5")
-    np.savez(f"{out}/{name}_weights.npz", *m.get_weights())
-"""
 
-
-@pytest.fixture(scope="session")
-def keras2_lesson_files(tmp_path_factory):
-    import subprocess
-    import sys
-
-    from conftest import IN_CI
-
-    try:
-        import tf_keras  # noqa: F401
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and tf_keras cannot be imported: {e}")
-        pytest.skip(f"tf_keras not installed ({e})")
-    out = tmp_path_factory.mktemp("keras2")
-    r = subprocess.run(
-        [sys.executable, "-c", KERAS2_LESSON, str(out)], capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out
+@pytest.mark.keras
+@pytest.mark.parametrize("layout", ["keras", "legacy_h5", "k2_h5", "weights+keras"])
+def test_lesson_files_written_by_keras_load(keras_models, layout):
+    case = keras_models.cases["srnn_tanh"]  # Input(F=1) -> SimpleRNN(3) -> Dense(1)
+    path, _ = case.source(layout)
+    got = load_keras_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(got, case.weights, strict=True))
 
 
 @pytest.mark.keras
-def test_lesson_keras2_h5_loads_and_relu_is_refused(keras2_lesson_files):
-    d = keras2_lesson_files
-    got = load_keras_weights(d / "lesson.h5")
-    want = load_keras_weights(d / "lesson_weights.npz")
-    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
-    with pytest.raises(ValueError, match=r"relu.h5: SimpleRNN 'RNN': activation='relu' — the"):
-        load_keras_weights(d / "relu.h5")
+def test_keras2_relu_file_refused_naming_the_option(keras_models):
+    path, _ = keras_models.cases["srnn_relu"].source("k2_h5")
+    with pytest.raises(ValueError, match=r"k2.h5: SimpleRNN '\w+': activation='relu' — the"):
+        load_keras_weights(path)
 
 
 @pytest.mark.keras

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import IN_CI
 from port_helpers import keras_arrays, layer, np_recurrent, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
@@ -148,18 +147,7 @@ def test_torch_file_with_a_foreign_architecture_refused(tmp_path):
 # --- against Keras itself -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def keras():
-    try:
-        import keras
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and Keras cannot be imported: {e}")
-        pytest.skip(f"Keras not installed ({e})")
-    return keras
-
-
-def keras_models(keras):
+def keras_layers(keras):
     Lk = keras.layers
     return {
         "lstm-gru-dense": [Lk.LSTM(4, return_sequences=True), Lk.GRU(3), Lk.Dense(1)],
@@ -173,9 +161,10 @@ def keras_models(keras):
 
 @pytest.mark.keras
 @pytest.mark.parametrize("which", ["lstm-gru-dense", "gru-reset-before", "bidirectional"])
-def test_against_keras_and_back(keras, tmp_path, which):
+def test_against_keras_and_back(keras3, tmp_path, which):
+    keras = keras3
     rng = np.random.default_rng(5)
-    m = keras.Sequential([keras.Input((7, F)), *keras_models(keras)[which]])
+    m = keras.Sequential([keras.Input((7, F)), *keras_layers(keras)[which]])
     m.set_weights([rng.uniform(-0.8, 0.8, w.shape).astype(np.float32) for w in m.get_weights()])
     x = rng.normal(size=(3, 7, F)).astype(np.float32)
     want = m.predict(x, verbose=0)

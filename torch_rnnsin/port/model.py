@@ -54,6 +54,7 @@ class PortedModel(nn.Module):
         self.layers = nn.ModuleList(blocks)
         self.input_shape = tuple(input_shape)  # (T or None, F)
         self.keras_model_name = name
+        self.source_format = ""  # what it was loaded from: keras3, keras3-h5, keras2-h5, pt, ...
 
     @property
     def state_sizes(self) -> list[int]:
@@ -349,17 +350,22 @@ def load_keras_model(path: str | os.PathLike, arch: str | os.PathLike | None = N
         sd, meta = formats.read_torch_file(path)
         if not isinstance(meta, dict) or meta.get("format") != ARCH_FORMAT:
             raise ValueError(f"{path}: no {ARCH_FORMAT} architecture in the file")
+        if arch is not None:
+            raise ValueError(f"{path}: holds its own architecture; --arch is not needed")
         try:
             model = build_model(meta.get("keras_config"))
             load_state_arrays(model, sd)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+        model.source_format = _ext(path)[1:]
         return model
     kf = formats.read_keras(path, arch)
     try:
-        return build_model(kf.config, kf.weights)
+        model = build_model(kf.config, kf.weights)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+    model.source_format = kf.dialect
+    return model
 
 
 def load_state_arrays(model: PortedModel, sd: dict) -> None:
@@ -400,3 +406,59 @@ def save_keras_model(model: PortedModel, path: str | os.PathLike, overwrite: boo
             f"{path}: unknown output format; use .keras, .weights.h5, .safetensors or .pt"
         )
     return path
+
+
+# --- the layer table (inspect) ---------------------------------------------------------------
+
+
+def _torch_module_text(m) -> str:
+    if isinstance(m, nn.Linear):
+        return f"nn.Linear({m.in_features}, {m.out_features}, bias={m.bias is not None})"
+    kind = {"RNN": "nn.RNN", "LSTM": "nn.LSTM", "GRU": "nn.GRU"}.get(type(m).__name__)
+    if kind is None:
+        return f"{type(m).__name__}({m.input_size}, {m.hidden_size}, bias={m.bias}) [own cell]"
+    extra = f", nonlinearity={m.nonlinearity!r}" if kind == "nn.RNN" else ""
+    return f"{kind}({m.input_size}, {m.hidden_size}{extra}, bias={m.bias}, batch_first=True)"
+
+
+def _describe_block(b, prefix: str) -> list[str]:
+    if isinstance(b, Recurrent):
+        o = b.options
+        flags = [k for k in ("return_sequences", "go_backwards") if o[k]]
+        if b.keras_class == "GRU":
+            flags.append(f"reset_after={o['reset_after']}")
+        head = f"{prefix}rnn = {_torch_module_text(b.rnn)}"
+        lines = [f"  -> {head}" + (f"  ({', '.join(flags)})" if flags else "")]
+        lines += L.describe(b.rnn, table(b), f"{prefix}rnn.")
+        names = ["h", "c"] if b.keras_class == "LSTM" else ["h"]
+        state = ", ".join(f"{n} (B, {h})" for n, h in zip(names, b.state_sizes, strict=True))
+        return lines + [f"    state: {state}"]
+    if isinstance(b, Bidirectional):
+        lines = [f"  merge_mode={b.merge_mode!r}; the backward layer reads the sequence reversed"]
+        for half in ("forward_layer", "backward_layer"):
+            inner = getattr(b, half)
+            lines.append(f"  {half}: {inner.keras_class} {inner.keras_name!r}")
+            lines += [f"  {line}" for line in _describe_block(inner, f"{prefix}{half}.")[:-1]]
+        return lines + ["    state: none (not streamable)"]
+    if isinstance(b, Dense):
+        head = f"  -> {prefix}linear = {_torch_module_text(b.linear)}, then {b.activation}"
+        return [head, *L.describe(b.linear, table(b), f"{prefix}linear.")]
+    if b.activation != "linear":
+        return [f"  -> activation {b.activation} (no parameters)"]
+    return ["  -> identity at inference (no parameters)"]
+
+
+def describe_model(model: PortedModel, source: str = "") -> list[str]:
+    """The layer table: each Keras layer, its torch module, every tensor and how it maps."""
+    T, F = model.input_shape
+    state = model.state_sizes if model.streamable else "not streamable"
+    lines = [
+        f"{source} ({model.source_format or 'model'}): input (batch, {T or 'time'}, {F}); "
+        f"state sizes {state}"
+    ]
+    for i, b in enumerate(model.layers):
+        lines.append(f"{b.keras_class} {b.keras_name!r}")
+        lines += _describe_block(b, f"layers.{i}.")
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines.append(f"{n} trainable parameters (as in Keras)")
+    return lines
