@@ -262,6 +262,18 @@ def test_one_step_calls_with_state_fed_back_equal_one_call(name, standin_files, 
     assert np.max(np.abs(whole[0] - ref.numpy())) <= TOL
 
 
+def test_one_onnx_op_per_recurrent_layer_and_reset_before_gru_as_onnx_gru(standin_files):
+    """No loop over time: [LSTM, GRU(reset_after=False), GRU] are three ONNX ops, the
+    port's own cell as linear_before_reset=0 (its maths), nn.GRU as 1."""
+    import onnx
+
+    proto = onnx.load(str(standin_files["gru_reset_before_stack"][1]))
+    ops = [n for n in proto.graph.node if n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan")]
+    assert [n.op_type for n in ops] == ["LSTM", "GRU", "GRU"]
+    lbr = [next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0) for n in ops[1:]]
+    assert lbr == [0, 1]
+
+
 NOT_STREAMABLE = {
     "bidirectional_lstm": lambda: StandIn([("lstm", 3)], bidirectional=True),
     "backwards_gru_seq": lambda: StandIn([("gru", 3)], backwards=True, sequences=True),
@@ -316,6 +328,21 @@ def test_refuses_what_it_cannot_export(lesson, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_callers_model_untouched_and_a_disagreeing_graph_never_written(tmp_path, monkeypatch, ort):
+    import torch_rnnsin.export as export
+
+    model = STANDINS["gru_reset_before_stack"]().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_onnx(model, tmp_path / "a.onnx")
+    assert model.training  # exported from an eval-mode copy
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all("forward" not in m.__dict__ for m in model.modules())  # no patch left
+    monkeypatch.setattr(export, "check_against_torch", lambda graph, data: 3e-4)
+    with pytest.raises(ValueError, match=r"differs from torch by 3\.00e-04 .* not written"):
+        export_onnx(model, tmp_path / "b.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.onnx"]
+
+
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
 def test_missing_onnx_is_one_line_naming_the_extra(missing, monkeypatch):
     monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
@@ -357,7 +384,7 @@ def test_command_exports_lesson_files_and_run_folders(src, lesson_files, tmp_pat
     assert worst(run(session(ort, out), x, [h]), ref) <= TOL
 
 
-def test_command_refuses_bad_input_without_writing(lesson_files, tmp_path):
+def test_command_refuses_bad_input_without_writing(lesson_files, tmp_path, ort):
     folder, _ = lesson_files
     garbage = tmp_path / "bad.npz"
     garbage.write_bytes(b"not a zip")
@@ -399,18 +426,6 @@ def test_lesson_onnx_against_keras_stateless_and_stateful(kr, ort, tmp_path):
         y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
         pred.append(y[0, 0])
     assert np.max(np.abs(np.array(pred, np.float32) - expected)) <= TOL
-
-
-def test_one_onnx_op_per_recurrent_layer_and_reset_before_gru_as_onnx_gru(standin_files):
-    """No loop over time: [LSTM, GRU(reset_after=False), GRU] are three ONNX ops, the
-    port's own cell as linear_before_reset=0 (its maths), nn.GRU as 1."""
-    import onnx
-
-    proto = onnx.load(str(standin_files["gru_reset_before_stack"][1]))
-    ops = [n for n in proto.graph.node if n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan")]
-    assert [n.op_type for n in ops] == ["LSTM", "GRU", "GRU"]
-    lbr = [next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0) for n in ops[1:]]
-    assert lbr == [0, 1]
 
 
 # --- ported Keras models, judged by Keras (tests/keras_factory.py) -----------------
@@ -467,6 +482,10 @@ def test_ported_model_onnx_against_keras_and_torch(name, keras_onnx, ort):
     n_y = len(got) - len(zeros)
     assert worst(got[:n_y], case.y) <= TOL  # Keras's own predict
     assert [o.name for o in sess.get_outputs()][:n_y] == (["y"] if n_y == 1 else ["y_0", "y_1"])
+    if not model.streamable:  # the file says which layers have no state to carry
+        note = sess.get_modelmeta().custom_metadata_map["torch_rnnsin.state"]
+        stateless = [b for b in model.layers if not b.streamable]
+        assert stateless and all(f"{b.keras_class} '{b.keras_name}'" in note for b in stateless)
     # batch 1..8 and length 1..50 from the same file, against torch
     rng = np.random.default_rng(7)
     for batch, length in [(1, 1), (8, 50), (5, 13)]:
@@ -541,18 +560,3 @@ def test_cli_exports_a_keras2_h5_and_refuses_in_one_line(keras_models, tmp_path,
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras", "m.onnx"]
-
-
-def test_callers_model_untouched_and_a_disagreeing_graph_never_written(tmp_path, monkeypatch):
-    import torch_rnnsin.export as export
-
-    model = STANDINS["gru_reset_before_stack"]().train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    export_onnx(model, tmp_path / "a.onnx")
-    assert model.training  # exported from an eval-mode copy
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert all("forward" not in m.__dict__ for m in model.modules())  # no patch left
-    monkeypatch.setattr(export, "check_against_torch", lambda graph, data: 3e-4)
-    with pytest.raises(ValueError, match=r"differs from torch by 3\.00e-04 .* not written"):
-        export_onnx(model, tmp_path / "b.onnx")
-    assert [p.name for p in tmp_path.iterdir()] == ["a.onnx"]
