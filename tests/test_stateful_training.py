@@ -1,5 +1,6 @@
 """Stateful (truncated-BPTT) training: torch equals Keras's stateful=True fit, and a
-model trained inside the study's batch equals the same model trained alone."""
+model trained inside the study's batch (hand-derived gradients) equals the same
+model trained alone by train.py's code (autograd here, so the two share nothing)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import pytest
 import torch
 from conftest import random_keras_weights, run_cli
 
-from torch_rnnsin.batched import StackedRNN, train_stateful_batched, train_stateless_batched
 from torch_rnnsin.convert import keras_to_torch, load_keras_weights, torch_to_keras
 from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
 from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.study import init_weights
+from torch_rnnsin.study import trainer
+from torch_rnnsin.study.groups import init_weights
 from torch_rnnsin.training import stateful_epoch, stateless_epoch
 
 
@@ -20,11 +21,11 @@ def _train(noise=0.0, seed=0, cycles=100):
     return split_series(sine_wave(10, cycles, noise, seed=seed)["sin_t"].to_numpy())[0]
 
 
-def _alone_stateful(init, X, y, epochs):
+def _alone_stateful(init, X, y, epochs, grads="hand"):
     model = keras_to_torch(init)
     opt = KerasRMSprop([p for p in model.parameters() if p.requires_grad])
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    losses = [stateful_epoch(model, opt, Xt, yt) for _ in range(epochs)]
+    losses = [stateful_epoch(model, opt, Xt, yt, grads=grads) for _ in range(epochs)]
     return torch_to_keras(model), losses
 
 
@@ -57,23 +58,32 @@ def test_keras_state_is_reset_at_each_epoch_start(kr):
     assert np.abs(np.asarray(m.get_layer("RNN").states[0])).max() == 0
 
 
+def _fixed(epochs):
+    return trainer.Stopping(max_epochs=epochs, patience=epochs)
+
+
 def test_batched_stateless_equals_alone():
-    members = [(0.0, 0), (0.2, 1), (0.4, 2)]
-    trains = [_train(n, s) for n, s in members]
-    wins = [make_windows(t, 2) for t in trains]
-    model = StackedRNN([init_weights(s, 1) for _, s in members])
+    members = [(0.0, 0, 0.001), (0.2, 1, 0.003), (0.4, 2, 0.001)]
+    wins = [make_windows(_train(n, s), 2) for n, s, _ in members]
+    model = trainer.ModelBatch([init_weights(s, 1) for _, s, _ in members])
     X = torch.from_numpy(np.stack([x[:, :, 0] for x, _ in wins]))
     y = torch.from_numpy(np.stack([t for _, t in wins]))
-    train_stateless_batched(
-        model, X, y, epochs=40, batch_size=128, lr=0.001, shuffle_seeds=[s for _, s in members]
-    )
-    for (noise, seed), got, (Xa, ya) in zip(members, model.keras_weights(), wins, strict=True):
+    gens = [torch.Generator().manual_seed(s) for _, s, _ in members]
+
+    def epoch(batch, lr, rows):
+        order = torch.stack([torch.randperm(X.shape[1], generator=g) for g in gens])
+        r = rows[:, None]
+        return trainer.stateless_epoch(batch, X[r, order], y[r, order], 128, lr)
+
+    trainer.fit(model, [lr for *_, lr in members], epoch, None, _fixed(40))
+    for (noise, seed, lr), got, (Xa, ya) in zip(members, model.keras_weights(), wins, strict=True):
         alone = keras_to_torch(init_weights(seed, 1))
-        opt = KerasRMSprop([p for p in alone.parameters() if p.requires_grad])
+        opt = KerasRMSprop([p for p in alone.parameters() if p.requires_grad], lr=lr)
         gen = torch.Generator().manual_seed(seed)
         Xt, yt = torch.from_numpy(Xa), torch.from_numpy(ya)
         for _ in range(40):
-            stateless_epoch(alone, opt, Xt, yt, 128, torch.randperm(len(Xt), generator=gen))
+            order = torch.randperm(len(Xt), generator=gen)
+            stateless_epoch(alone, opt, Xt, yt, 128, order, grads="autograd")
         want = torch_to_keras(alone)
         moved = max(np.abs(a - b).max() for a, b in zip(want, init_weights(seed, 1), strict=True))
         assert moved > 1e-3
@@ -88,12 +98,16 @@ def test_batched_stateful_equals_alone(targets, seq_len):
     # amplifies; any two float32 programs part ways there (see the README).
     members = [(0.1, 0), (0.3, 5)]
     chunks = [make_stream_chunks(_train(n, s), seq_len, 10, targets) for n, s in members]
-    model = StackedRNN([init_weights(s, 1) for _, s in members])
+    model = trainer.ModelBatch([init_weights(s, 1) for _, s in members])
     X = torch.from_numpy(np.stack([x[..., 0] for x, _ in chunks]))
     y = torch.from_numpy(np.stack([t[..., 0] if targets == "seq" else t for _, t in chunks]))
-    train_stateful_batched(model, X, y, epochs=15, lr=0.001, every_step=targets == "seq")
+
+    def epoch(batch, lr, rows):
+        return trainer.stateful_epoch(batch, X[rows], y[rows], targets == "seq", lr)
+
+    trainer.fit(model, [0.001, 0.001], epoch, None, _fixed(15))
     for (_, seed), got, (Xa, ya) in zip(members, model.keras_weights(), chunks, strict=True):
-        want, _ = _alone_stateful(init_weights(seed, 1), Xa, ya, 15)
+        want, _ = _alone_stateful(init_weights(seed, 1), Xa, ya, 15, grads="autograd")
         for a, b in zip(got, want, strict=True):
             assert np.abs(a - b).max() <= 1e-5
 
@@ -129,30 +143,3 @@ def test_train_py_stateful_mode(tmp_path):
         str(tmp_path / "x"),
     )
     assert r.returncode == 2 and "--streams 400" in r.stderr
-
-
-def test_quick_study_writes_report(tmp_path):
-    import csv
-
-    out = tmp_path / "study"
-    from torch_rnnsin.cli import main
-
-    assert main(["study", "--quick", "--out", str(out)]) == 0
-    rows = list(csv.DictReader(open(out / "study.csv")))
-    assert set(rows[0]) == {
-        "seq_len",
-        "noise",
-        "train_mode",
-        "seed",
-        "predict_mode",
-        "mse",
-        "train_loss",
-        "val_loss",
-    }
-    assert len(rows) == 2 * 2 * 2 * 3 * 2  # seq_len x noise x seeds x train modes x predict modes
-    assert {r["train_mode"] for r in rows} == {"stateless", "stateful-last", "stateful-seq"}
-    assert all(np.isfinite(float(r["mse"])) for r in rows)
-    report = (out / "report.md").read_text()
-    assert "## Answer" in report and "mse_vs_seq_len.png" in report
-    for png in ("mse_vs_seq_len.png", "traces.png"):
-        assert (out / png).read_bytes()[:4] == b"\x89PNG"

@@ -21,6 +21,22 @@ from collections.abc import Iterable
 import torch
 
 
+@torch.no_grad()
+def rmsprop_(
+    w: torch.Tensor,
+    g: torch.Tensor,
+    v: torch.Tensor,
+    lr: float | torch.Tensor,
+    rho: float = 0.9,
+    eps: float = 1e-7,
+) -> None:
+    """Keras's RMSprop update of ``w`` (and its velocity ``v``) in place, in Keras's
+    order of float32 operations. ``lr`` is a number, or a tensor that broadcasts
+    against ``w`` (one learning rate a model in the study's batched trainer)."""
+    v.mul_(rho).add_(g * g * (1 - rho))  # v = rho*v + (1-rho)*g^2
+    w.sub_(g * lr / (v + eps).sqrt())  # w -= (lr*g) / sqrt(v + eps)
+
+
 class KerasRMSprop(torch.optim.Optimizer):
     def __init__(
         self,
@@ -100,9 +116,7 @@ class KerasRMSprop(torch.optim.Optimizer):
         if self._flat is not None:
             if not self._flat_intact():
                 self._flatten([p for p, *_ in self._flat["views"]])
-            w, g, v = self._flat["w"], self._flat["g"], self._flat["v"]
-            v.mul_(rho).add_(g * g * (1 - rho))  # v = rho*v + (1-rho)*g^2
-            w.sub_(g * lr / (v + eps).sqrt())  # w -= (lr*g) / sqrt(v + eps)
+            rmsprop_(self._flat["w"], self._flat["g"], self._flat["v"], lr, rho, eps)
             return loss
         for group in self.param_groups:
             lr, rho, eps = group["lr"], group["rho"], group["eps"]
