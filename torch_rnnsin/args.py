@@ -64,6 +64,7 @@ def add_config_args(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()
             meta["flag"],
             dest=f.name,
             type=number(kind) if kind is not str else str,
+            choices=meta.get("choices"),
             default=argparse.SUPPRESS,
             metavar="{" + ",".join(meta["choices"]) + "}"
             if "choices" in meta

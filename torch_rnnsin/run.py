@@ -75,7 +75,7 @@ def check_accelerator(name: str) -> None:
 
 def check_unused(cfg: TrainConfig, typed: set[str]) -> None:
     """A setting the chosen training mode does not read is refused, not ignored."""
-    for name in MODE_ONLY[cfg.train_mode]:
+    for name in MODE_ONLY.get(cfg.train_mode, ()):
         if name in typed:
             other = "stateful" if cfg.train_mode == "stateless" else "stateless"
             raise RunError(
