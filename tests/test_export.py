@@ -553,6 +553,7 @@ def test_cli_exports_a_keras2_h5_and_refuses_in_one_line(keras_models, tmp_path,
         ((str(case.source("keras")[0]), str(out)), "already exists"),
         ((str(bad), str(tmp_path / "b.onnx")), "bad.keras"),
         ((str(tmp_path / "missing.h5"), str(tmp_path / "c.onnx")), "not found"),
+        ((str(case.source("weights+json")[0]), str(tmp_path / "d.onnx")), "needs --arch"),
     ]:
         r = export_cli(*args)
         assert r.returncode == 2, r.stderr

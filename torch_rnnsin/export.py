@@ -95,7 +95,8 @@ def load_model(src: str | os.PathLike, arch: str | os.PathLike | None = None):
         try:
             return keras_to_torch(load_keras_weights(src))
         except ValueError as e:
-            hint = "; for another architecture give --arch" if name.endswith(".h5") else ""
+            hint = "; another model's .weights.h5 needs --arch (its .keras or config .json)"
+            hint = hint if name.endswith(".h5") else ""
             raise ValueError(f"{e}{hint}") from None
     from .port.model import load_keras_model
 
