@@ -62,6 +62,7 @@ def build_parser(prog: str = "train.py") -> OneLineParser:
             continue
         p = sub.add_parser(
             name,
+            prog=prog if name == "train" else f"{prog} {name}",  # train needs no name
             help=help_,
             description=help_[0].upper() + help_[1:] + ".",
             epilog=EPILOG if name == "train" else None,
