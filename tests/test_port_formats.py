@@ -562,6 +562,32 @@ def test_legacy_h5_model_weights_as_external_link(tmp_path):
     refused(read_keras, tmp_path / "m.h5", match="links are not followed")
 
 
+def test_damaged_global_heap_refused_not_hung(tmp_path):
+    """A global heap (the home of variable-length strings such as layer_names) stretched
+    over the zeros that follow it: HDF5 itself would loop forever; refused up front. Run
+    in a subprocess so that a regression fails on the timeout instead of hanging."""
+    import h5py
+
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(CONFIG)
+        h5.create_group("model_weights").attrs["layer_names"] = ["rnn", "out"]
+        h5.create_dataset("pad", data=np.zeros(1 << 14))  # zeros after the heap
+    data = bytearray(path.read_bytes())
+    at = data.find(b"GCOL\x01\x00\x00\x00")
+    assert at >= 0
+    struct.pack_into("<Q", data, at + 8, len(data) - at)
+    path.write_bytes(bytes(data))
+    code = (
+        "import sys\nfrom torch_rnnsin.port.formats import read_keras\n"
+        "try:\n    read_keras(sys.argv[1])\nexcept ValueError as e:\n    print(e)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert r.stdout.strip() == f"{path}: a damaged HDF5 global heap at byte {at}", r.stderr
+
+
 def test_weights_h5_non_numeric_vars_key(tmp_path):
     def edit(h5):
         h5["layers/dense/vars/kernel"] = h5["layers/dense/vars/0"][()]

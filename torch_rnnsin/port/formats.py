@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import math
+import mmap
 import os
 import re
 import stat
@@ -315,6 +316,58 @@ def keras3_paths(config: dict) -> list[tuple[dict, str]]:
 # --- HDF5 --------------------------------------------------------------------------------
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+GCOL = b"GCOL\x01\x00\x00\x00"  # a global heap collection, version 1
+
+
+def check_global_heaps(data) -> None:
+    """Refuse damaged global heap collections (where variable-length strings, such as the
+    Keras 2 ``layer_names``, live) before HDF5 parses them: HDF5 loops forever on a
+    collection whose free-space object claims 0 bytes. ``data``: the file's bytes or mmap."""
+    base = next((b for b in (0, 512, 1024, 2048, 4096) if data[b : b + 8] == HDF5_SIGNATURE), None)
+    if base is None:
+        return  # not HDF5: h5py says so
+    L = data[base + 14] if data[base + 8] < 2 else data[base + 10]  # size of lengths
+    if L not in (2, 4, 8):
+        raise ValueError(f"an HDF5 superblock with {L}-byte lengths")
+    align = lambda n: (n + 7) & ~7  # noqa: E731
+    head = align(8 + L)  # collection header and object header: the same size
+    at = data.find(GCOL)
+    while at >= 0:
+        size = int.from_bytes(data[at + 8 : at + 8 + L], "little")
+        end = at + size
+        if size < head or end > len(data):
+            raise ValueError(f"an HDF5 global heap at byte {at} claims {size} bytes")
+        p = at + head
+        while p + head <= end:  # the objects, then the free space
+            index = int.from_bytes(data[p : p + 2], "little")
+            n = int.from_bytes(data[p + 8 : p + 8 + L], "little")
+            need = head + align(n) if index else n
+            if need <= 0 or p + need > end:
+                raise ValueError(f"a damaged HDF5 global heap at byte {at}")
+            p += need
+        at = data.find(GCOL, at + 1)
+
+
+@contextlib.contextmanager
+def open_h5(source: Path | bytes):
+    """An HDF5 file for reading (a path, or bytes from an archive), checked first."""
+    import h5py
+
+    if isinstance(source, bytes):
+        check_global_heaps(source)
+        with h5py.File(io.BytesIO(source), "r") as h5:
+            yield h5
+        return
+    with open(source, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise ValueError("an empty file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            check_global_heaps(m)
+    with h5py.File(source, "r") as h5:
+        yield h5
+
+
 def h5_child(group, name: str, what: str):
     """``group[name]`` through a hard link only (soft and external links are refused)."""
     import h5py
@@ -513,9 +566,7 @@ def read_arch(arch: str | os.PathLike | dict) -> dict:
         elif name.endswith(".json"):
             config = parse_json(path.read_bytes(), "the architecture")
         elif name.endswith((".h5", ".hdf5")):
-            import h5py
-
-            with h5py.File(path, "r") as h5:
+            with open_h5(path) as h5:
                 config = parse_json(h5_text(h5, "model_config", "the file"), "model_config")
         else:
             raise ValueError("an architecture is a .keras, a legacy .h5 or a config .json")
@@ -547,8 +598,6 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = 
     ``model.save``), or a ``.weights.h5`` (Keras 3 ``save_weights``, or Keras 2's
     ``save_weights`` .h5) with ``arch`` giving its architecture (a .keras, a config .json,
     a legacy .h5, or the config dict itself)."""
-    import h5py
-
     path = check_file(path)
     name = path.name.lower()
     arch_config = read_arch(arch) if arch is not None else None
@@ -567,12 +616,12 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = 
                     )
                 data = zip_read(z, members["model.weights.h5"])
                 dialect = keras_zip_dialect(z, members)
-            with h5py.File(io.BytesIO(data), "r") as h5:
+            with open_h5(data) as h5:
                 weights = keras3_weights(h5, config, budget)
             return KerasFile(config, weights, dialect, str(path))
         if not name.endswith((".h5", ".hdf5")):
             raise ValueError("unknown Keras file type; expected .keras, .h5 or .weights.h5")
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             if h5_has(h5, "model_weights"):  # a whole model, legacy layout
                 if arch_config is not None:
                     raise ValueError("this .h5 holds its own architecture; --arch is not needed")
