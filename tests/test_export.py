@@ -325,6 +325,8 @@ def test_refuses_what_it_cannot_export(lesson, tmp_path):
         export_onnx(lesson[0], tmp_path / "b.onnx", opset=9)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_onnx(lesson[0], tmp_path / "no" / "c.onnx")
+    with pytest.raises(ValueError, match=r"must be float32, got \['torch.float64'\]"):
+        export_onnx(keras_to_torch(random_keras_weights(2, seed=1)).double(), tmp_path / "d.onnx")
     assert list(tmp_path.iterdir()) == []
 
 

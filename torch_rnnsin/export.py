@@ -150,6 +150,9 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     require_onnx()
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"model: expected a torch nn.Module, got {type(model).__name__}")
+    dtypes = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
+    if dtypes:
+        raise ValueError(f"model: parameters must be float32, got {dtypes}; use model.float()")
     # A CPU copy in eval mode: the caller's model is left as it was, wherever it was.
     graph = streaming(copy.deepcopy(model).cpu().eval())
     x, states = graph.example(batch=2, length=3)
@@ -250,12 +253,10 @@ def _streaming_class():
             return (*ys, *new)
 
         def example(self, batch: int, length: int, seed: int = 0):
-            """Random x (B, T, F) in [-1, 1] and states (B, H_k) in [-0.5, 0.5]."""
-            p = next(self.model.parameters())
+            """Random x (B, T, F) in [-1, 1] and states (B, H_k) in [-0.5, 0.5] (CPU)."""
             g = torch.Generator().manual_seed(seed)
             x = torch.rand(batch, length, self.features, generator=g) * 2 - 1
-            states = [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
-            return x.to(p.device), [s.to(p.device) for s in states]
+            return x, [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
 
         def why(self) -> str:
             """Which layers have no state to carry (Bidirectional or go_backwards)."""
@@ -311,9 +312,9 @@ def check_against_torch(graph, data: bytes) -> float:
     for seed, (batch, length) in enumerate([(3, 7), (1, 1)], start=1):
         x, states = graph.example(batch, length, seed)
         with torch.no_grad():
-            ref = [t.cpu().numpy() for t in graph(x, *states)]
-        feed = {"x": x.cpu().numpy()}
-        feed.update({f"state_in_{k}": s.cpu().numpy() for k, s in enumerate(states)})
+            ref = [t.numpy() for t in graph(x, *states)]
+        feed = {"x": x.numpy()}
+        feed.update({f"state_in_{k}": s.numpy() for k, s in enumerate(states)})
         for a, b in zip(sess.run(None, feed), ref, strict=True):
             if a.shape != b.shape:
                 return float("inf")
@@ -379,7 +380,7 @@ def gru_reset_before_onnx(g, x, h0, cell):
     H = cell.hidden_size
 
     def zrn(t: torch.Tensor) -> torch.Tensor:  # rows r, z, n -> z, r, n
-        r, z, n = t.detach().float().cpu().split(H)
+        r, z, n = t.detach().split(H)
         return torch.cat([z, r, n])
 
     b_ih = zrn(cell.bias_ih_l0) if cell.bias_ih_l0 is not None else torch.zeros(3 * H)
