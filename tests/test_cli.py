@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import SMALL, copy_run, random_keras_weights, run_cli
 
+from torch_rnnsin.cli import main
 from torch_rnnsin.convert import load_keras_weights, save_keras_weights
 
 RUN_FILES = {
@@ -25,8 +26,8 @@ RUN_FILES = {
 HELP_PROBE = """
 import sys
 from torch_rnnsin.cli import main
-for argv in (["--help"], ["compare", "--help"], ["port", "--help"], ["inspect", "--help"],
-             ["export", "--help"], ["--seq-len", "0"], ["--bogus"]):
+for argv in (["--help"], ["compare", "--help"], ["study", "--help"], ["port", "--help"],
+             ["inspect", "--help"], ["export", "--help"], ["--seq-len", "0"], ["--bogus"]):
     try:
         main(argv)
     except SystemExit:
@@ -137,8 +138,7 @@ def test_hidden_plot_costs_little_at_any_size(tmp_path, monkeypatch):
 
 def test_run_at_hidden_300_writes_a_small_hidden_png(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("--hidden", "300", "--epochs", "1", "--cycles", "20", "--out", str(out))
-    assert r.returncode == 0, r.stderr
+    assert main(["--hidden", "300", "--epochs", "1", "--cycles", "20", "--out", str(out)]) == 0
     assert (out / "hidden.png").stat().st_size < 400_000
 
 

@@ -16,7 +16,6 @@ bad input: one line on stderr, exit status 2. Ctrl-C: exit status 130.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 from .args import OneLineParser
@@ -41,14 +40,6 @@ def _module(name: str):
     return importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
 
 
-def _study_has_command() -> bool:
-    """The study's own sub-command module, once the study is a package (else study.main)."""
-    try:
-        return importlib.util.find_spec(f"{__package__}.study.command") is not None
-    except ImportError:  # study is still a module, not a package
-        return False
-
-
 def build_parser(prog: str = "train.py") -> OneLineParser:
     parser = OneLineParser(
         prog=prog,
@@ -57,9 +48,6 @@ def build_parser(prog: str = "train.py") -> OneLineParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_) in COMMANDS.items():
-        if name == "study" and not _study_has_command():
-            sub.add_parser(name, help=help_, add_help=False)  # study.main parses its flags
-            continue
         p = sub.add_parser(
             name,
             prog=prog if name == "train" else f"{prog} {name}",  # train needs no name
@@ -87,8 +75,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         argv = ["train", *argv]  # train is the default: `train.py --epochs 5`
     if argv[0] == "train" and "--keras" in argv[1:]:  # train.py --keras: the comparison
         argv = ["compare", *(a for a in argv[1:] if a != "--keras")]
-    if argv[0] == "study" and not _study_has_command():  # until study/command.py exists
-        return importlib.import_module(f"{__package__}.study").main(argv[1:])
     args = build_parser(prog).parse_args(argv)
     try:
         return getattr(_module(args.command), f"run_{args.command}")(args)
@@ -98,8 +84,3 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return fail(str(e) or type(e).__name__)
     except KeyboardInterrupt:
         return fail("interrupted (Ctrl-C)", code=130)
-
-
-# Until the study has its own command module (study/command.py): today's study.main
-# imports these two names from here.
-_Parser = OneLineParser
