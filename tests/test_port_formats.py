@@ -104,6 +104,9 @@ def k2_files(tmp_path_factory):
         env=env,
     )
     yield proc, out
+    if proc.returncode is None:  # started, never waited for by the tests selected
+        proc.kill()
+        proc.communicate()
 
 
 @pytest.fixture(scope="session")
