@@ -142,14 +142,18 @@ SPECS: list[dict] = [
     case(
         "heads",
         2,
-        rnn("LSTM", 3),
+        rnn("LSTM", 4, **RS),
         dense(4, activation="relu"),
         {"kind": "Dropout", "rate": 0.5},
-        dense(3, activation="tanh"),
-        dense(3, activation="linear"),
-        dense(2, activation="sigmoid"),
         dense(3, activation="softmax"),
     ),
+    # the other activations the port accepts, one each (a deep chain of heads would
+    # flatten the outputs and hide errors)
+    *[
+        case(f"act_{act}", 2, rnn("GRU", 3, **RS), dense(3, activation=act))
+        for act in ("elu", "selu", "softplus", "softsign", "swish", "silu", "gelu", "exponential")
+    ],
+    case("act_layer", 2, rnn("LSTM", 3, **RS), {"kind": "Activation", "activation": "softplus"}),
     case(
         "lstm_dropout_opts",
         2,
@@ -256,8 +260,8 @@ def _refusal_k3(keras, name: str):
         return keras.Model(inp, [L.Dense(1, name="head_a")(h), L.Dense(1, name="head_b")(h)])
     if name == "lstm_relu":
         return seq([inp, L.LSTM(2, activation="relu", name="lstm_relu"), L.Dense(1)])
-    if name == "dense_elu":
-        return seq([inp, L.LSTM(2), L.Dense(1, activation="elu", name="head_elu")])
+    if name == "dense_float16":
+        return seq([inp, L.LSTM(2), L.Dense(1, dtype="float16", name="head_f16")])
     raise KeyError(name)
 
 
@@ -280,9 +284,9 @@ REFUSALS: dict[str, tuple[str, str, str | None]] = {
     "attention": ("MultiHeadAttention", "mha", None),
     "lambda": ("Lambda", "double", None),
     "custom_activation": ("SimpleRNN", "srnn_custom", "activation"),
-    "branching": ("LSTM", "trunk", None),
+    "branching": ("LSTM|Dense", "trunk|head_a|head_b", None),  # where it branches
     "lstm_relu": ("LSTM", "lstm_relu", "activation"),
-    "dense_elu": ("Dense", "head_elu", "activation"),
+    "dense_float16": ("Dense", "head_f16", "dtype"),
     "k2_hard_sigmoid": ("LSTM", "lstm_hs", "recurrent_activation"),
     "k2_time_major": ("LSTM", "lstm_tm", "time_major"),
 }
@@ -321,7 +325,19 @@ def build_k3(out: Path) -> dict:
     for name in REFUSALS:
         if not name.startswith("k2_"):
             _refusal_k3(keras, name).save(out / f"refuse_{name}.keras")
+    big_outputs(keras).save(out / "big_outputs.keras")
     return manifest
+
+
+def big_outputs(keras):
+    """An LSTM with a Dense head in the tens of thousands (un-scaled targets): the float32
+    rounding of the LSTM output (~1e-7), amplified 1e4 times, exceeds 1e-5 absolute."""
+    model = build_model(keras, case("big", 3, rnn("LSTM", 6, **RS), dense(2)))
+    weights = random_weights(model, 7)
+    weights[-2] *= 2e4  # Dense kernel
+    weights[-1] += 3e4  # Dense bias
+    model.set_weights(weights)
+    return model
 
 
 def build_k2(out: Path) -> dict:

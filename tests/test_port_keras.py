@@ -6,9 +6,32 @@ everything else is refused, by the API and by the CLI."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-from keras_factory import LAYOUTS, REFUSALS, SPECS
+from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras_factory import (
+    LAYOUTS,
+    REFUSALS,
+    SPECS,
+    SPLIT,
+    bidi,
+    build_model,
+    eager,
+    inputs_of,
+    is_forward,
+    predict,
+    random_weights,
+    seed_of,
+)
 
 pytestmark = pytest.mark.keras
 TOL = 1e-5
@@ -37,6 +60,8 @@ def test_factory_built_every_case_and_keras2_counters(keras_models):
     for c in cases.values():
         assert_close(c.y_k2, c.y, f"{c.name}: Keras 2 vs Keras 3")
         assert all(np.all(w != 0) for w in c.weights), c.name
+        spread = max(float(np.ptp(y, axis=0).max()) for y in c.y)
+        assert spread > 1e-3, f"{c.name}: outputs hardly depend on the input ({spread:.1e})"
         for layout in LAYOUTS:
             path, arch = c.source(layout)
             assert path.is_file() and (arch is None or arch.is_file()), (c.name, layout)
@@ -46,3 +71,346 @@ def test_factory_built_every_case_and_keras2_counters(keras_models):
     assert {"dense_1", "lstm_1"} <= set(counted)
     for name in REFUSALS:
         assert keras_models.refusal(name).is_file(), name
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def torch_out(model, x: np.ndarray, **kw):
+    """The ported model's output(s) on a NumPy input, as NumPy (state kept as tensors)."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), **kw)
+    if kw.get("return_state"):
+        y, state = out
+        return to_numpy(y), state
+    return to_numpy(out)
+
+
+def to_numpy(y):
+    if isinstance(y, (list, tuple)):
+        return [t.numpy() for t in y]
+    return y.numpy()
+
+
+def state_count(spec: dict) -> list[int]:
+    """The flat state's sizes in layer order: LSTM h then c, one for the others."""
+    sizes = []
+    for layer in spec["layers"]:
+        if layer["kind"] in ("SimpleRNN", "GRU"):
+            sizes.append(layer["units"])
+        elif layer["kind"] == "LSTM":
+            sizes += [layer["units"]] * 2
+    return sizes
+
+
+def keras_predict(kmodel, x: np.ndarray) -> list[np.ndarray]:
+    return predict(eager(kmodel), x)
+
+
+def one_line_error(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert msg and "\n" not in msg.strip(), f"not one line: {msg!r}"
+    return msg
+
+
+# ----------------------------------------------------------------------------- (1) Keras -> torch
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", NAMES)
+def test_load_equals_keras_predict(keras_models, name, layout):
+    """Every file layout of every case, loaded into torch, predicts what Keras did."""
+    from torch_rnnsin import load_keras_model
+
+    c = keras_models.cases[name]
+    path, arch = c.source(layout)
+    model = load_keras_model(path, arch=arch)
+    assert not model.training
+    assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in model.parameters())
+    want = c.y_k2 if layout == "k2_h5" else c.y
+    assert_close(torch_out(model, c.x), want, f"{name} [{layout}]")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recurrent_layers_are_real_torch_modules(keras_models, name):
+    """Each recurrent kind is a real nn.RNN / nn.LSTM / nn.GRU (GRU reset_after=False excepted:
+    nn.GRU cannot express it), so the ported model trains on in torch."""
+    from torch import nn
+
+    from torch_rnnsin import load_keras_model
+
+    c = keras_models.cases[name]
+    model = load_keras_model(c.source("keras")[0])
+    present = {type(m) for m in model.modules()}
+    inner = [layer.get("layer", layer) for layer in c.spec["layers"]]
+    for layer in inner:
+        if layer["kind"] == "GRU" and not layer.get("reset_after", True):
+            continue
+        torch_cls = {"SimpleRNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}.get(layer["kind"])
+        if torch_cls is not None:
+            assert torch_cls in present, f"{name}: no {torch_cls.__name__} for {layer['kind']}"
+
+
+# ----------------------------------------------------------------------------- (2) torch -> files
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_through_keras(keras_models, keras3, tmp_path, name):
+    """torch -> .keras -> keras.saving.load_model, and torch -> .weights.h5 -> load_weights
+    into the original architecture: Keras predicts what it predicted before (≤ 1e-5)."""
+    from torch_rnnsin import load_keras_model, save_keras_model
+
+    c = keras_models.cases[name]
+    model = load_keras_model(c.source("keras")[0])
+
+    back = save_keras_model(model, tmp_path / "back.keras")
+    assert_close(keras_predict(keras3.saving.load_model(back), c.x), c.y, f"{name} .keras")
+    assert_close(torch_out(load_keras_model(back), c.x), c.y, f"{name} .keras into torch")
+
+    weights = save_keras_model(model, tmp_path / "back.weights.h5")
+    original = keras3.saving.load_model(c.source("weights+keras")[1])  # other weights
+    original.load_weights(weights)
+    assert_close(keras_predict(original, c.x), c.y, f"{name} .weights.h5")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_torch_files_exact(keras_models, tmp_path, name):
+    """.safetensors and .pt hold the model itself: same state_dict, same outputs, bit for bit."""
+    import torch
+
+    from torch_rnnsin import load_keras_model, save_keras_model
+
+    c = keras_models.cases[name]
+    model = load_keras_model(c.source("keras")[0])
+    want = torch_out(model, c.x)
+    for ext in (".safetensors", ".pt"):
+        again = load_keras_model(save_keras_model(model, tmp_path / f"m{ext}"))
+        sd, sd2 = model.state_dict(), again.state_dict()
+        assert sorted(sd) == sorted(sd2), ext
+        assert all(torch.equal(sd[k], sd2[k]) for k in sd), ext
+        got = torch_out(again, c.x)
+        for g, w in zip(
+            got if isinstance(got, list) else [got],
+            want if isinstance(want, list) else [want],
+            strict=True,
+        ):
+            assert np.array_equal(g, w), f"{name} {ext}: outputs differ"
+
+
+# ----------------------------------------------------------------------------- (3) state
+
+
+FORWARD = [s["name"] for s in SPECS if is_forward(s)]
+BACKWARD = [n for n in NAMES if n not in FORWARD]
+
+
+@pytest.mark.parametrize("name", FORWARD)
+def test_state_carried_between_chunks(keras_models, name):
+    """Two chunks with the state handed on == one call (≤ 1e-6) == Keras's stateful twin
+    predicting the chunks in turn (≤ 1e-5). State: flat (B, H) tensors, LSTM h then c."""
+    import torch
+
+    from torch_rnnsin import load_keras_model
+
+    c = keras_models.cases[name]
+    assert c.forward
+    model = load_keras_model(c.source("keras")[0])
+    x1, x2 = c.x[:, :SPLIT], c.x[:, SPLIT:]
+    full = torch_out(model, c.x)
+    y1, s1 = torch_out(model, x1, return_state=True)
+    assert [tuple(s.shape) for s in s1] == [(len(c.x), h) for h in state_count(c.spec)]
+    y2, s2 = torch_out(model, x2, state=s1, return_state=True)
+    assert len(s2) == len(s1)
+    seq = full.ndim == 3
+    joined = np.concatenate([y1, y2], axis=1) if seq else y2
+    assert_close(joined, full, f"{name}: chunks vs one call", tol=1e-6)
+    assert_close([y1, y2], list(c.state), f"{name}: chunks vs Keras stateful")
+    fresh = torch_out(model, x2)  # the second chunk from a zero state: the state matters
+    assert np.max(np.abs(fresh - c.state[1])) > 1e-3, f"{name}: state has no effect"
+    # a zero state is the same as no state
+    zeros = [torch.zeros_like(s) for s in s1]
+    assert_close(torch_out(model, x1, state=zeros), y1, f"{name}: zero state", tol=0.0)
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+def test_state_refused_backwards(keras_models, name):
+    """Bidirectional and go_backwards read the sequence from its end: a chunk cannot carry
+    on from a state, so return_state is refused with the layer named."""
+    from torch_rnnsin import load_keras_model
+
+    c = keras_models.cases[name]
+    model = load_keras_model(c.source("keras")[0])
+    with pytest.raises(ValueError) as e:
+        torch_out(model, c.x, return_state=True)
+    msg = one_line_error(e)
+    assert "Bidirectional" in msg or "go_backwards" in msg, msg
+
+
+# ----------------------------------------------------------------------------- (4) Hypothesis
+
+KINDS = {
+    "srnn_tanh": ("SimpleRNN", {}),
+    "srnn_relu": ("SimpleRNN", {"activation": "relu"}),
+    "lstm": ("LSTM", {}),
+    "gru": ("GRU", {}),
+    "grurb": ("GRU", {"reset_after": False}),
+}
+
+
+@st.composite
+def small_models(draw):
+    kind, opts = KINDS[draw(st.sampled_from(sorted(KINDS)))]
+    layer = {"kind": kind, "units": draw(st.integers(1, 6)), **opts}
+    if draw(st.booleans()):
+        layer["return_sequences"] = True
+    merge = draw(st.sampled_from(["none", "concat", "sum", "mul", "ave", None]))
+    layers = [layer if merge == "none" else bidi(layer, merge)]
+    if merge is not None:
+        layers.append({"kind": "Dense", "units": 1})
+    spec = {
+        "name": f"hyp_{draw(st.integers(0, 2**16))}",
+        "features": draw(st.integers(1, 4)),
+        "api": "functional",
+        "layers": layers,
+    }
+    return spec, draw(st.integers(1, 5)), draw(st.integers(1, 12))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(case=small_models())
+def test_hypothesis_keras_torch_keras(keras3, tmp_path_factory, case):
+    """Any recurrent kind (plain or Bidirectional, every merge mode), hidden 1..6, features
+    1..4, batch 1..5, length 1..12: torch predicts what Keras does, Keras loads the torch
+    model back and predicts the same, and a forward model carries its state across chunks."""
+    from torch_rnnsin import load_keras_model, save_keras_model
+
+    spec, batch, length = case
+    d = tmp_path_factory.mktemp("hyp")
+    kmodel = build_model(keras3, spec)
+    kmodel.set_weights(random_weights(kmodel, seed_of(spec["name"])))
+    x = inputs_of(spec, batch, length)
+    want = keras_predict(kmodel, x)
+    kmodel.save(d / "m.keras")
+    model = load_keras_model(d / "m.keras")
+    assert_close(torch_out(model, x), want, f"{spec} torch")
+    back = save_keras_model(model, d / "back.keras")
+    assert_close(keras_predict(keras3.saving.load_model(back), x), want, f"{spec} back")
+    if is_forward(spec) and length >= 2:
+        k = length // 2
+        y1, s1 = torch_out(model, x[:, :k], return_state=True)
+        y2 = torch_out(model, x[:, k:], state=s1)
+        full = torch_out(model, x)
+        joined = np.concatenate([y1, y2], axis=1) if full.ndim == 3 else y2
+        assert_close(joined, full, f"{spec} chunks", tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- (5) refusals
+
+
+def assert_names_refused(msg: str, name: str) -> None:
+    """The message names the layer's class, its name and the option ('a|b': either)."""
+    for want in REFUSALS[name]:
+        if want is not None:
+            assert any(w in msg for w in want.split("|")), f"{name}: {want!r} not in {msg!r}"
+    assert "support" in msg.lower(), f"{name}: does not say what is supported: {msg!r}"
+
+
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_refused_by_api(keras_models, name):
+    from torch_rnnsin import load_keras_model
+
+    with pytest.raises(ValueError) as e:
+        load_keras_model(keras_models.refusal(name))
+    assert_names_refused(one_line_error(e), name)
+
+
+def run_port_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch_rnnsin", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
+
+
+def cli_error_line(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["conv1d", "branching", "k2_hard_sigmoid"])
+def test_refused_by_cli(keras_models, tmp_path, name):
+    """port refuses with exit 2 and one line, and writes nothing (a layer kind, a graph, an
+    option in a Keras 2 file: the CLI prints the same ValueError as the API's, tested above
+    for every refusal, so three of them cover its path)."""
+    out = tmp_path / "out.pt"
+    r = run_port_cli("port", str(keras_models.refusal(name)), str(out))
+    assert_names_refused(cli_error_line(r), name)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- (6) the CLI
+
+
+def keras_layer_names(config_json: Path) -> list[str]:
+    cfg = json.loads(config_json.read_text())["config"]
+    return [l["config"]["name"] for l in cfg["layers"] if l["class_name"] != "InputLayer"]
+
+
+def test_cli_port_check_both_ways(keras_models, keras3, tmp_path):
+    """Keras 2 .h5 -> .pt with --check (exit 0, a difference per layer, each ≤ 1e-5), then
+    .pt -> .keras, which Keras loads and predicts as the original did."""
+    from torch_rnnsin import load_keras_model
+
+    c = keras_models.cases["stack_fn"]
+    pt, back = tmp_path / "m.pt", tmp_path / "back.keras"
+    r = run_port_cli("port", str(c.source("k2_h5")[0]), str(pt), "--check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for layer in c.k2_layer_names[1:]:  # the InputLayer has no output to compare
+        line = next((l for l in r.stdout.splitlines() if re.search(rf"\b{layer}\b", l)), None)
+        assert line is not None, f"no line for {layer}: {r.stdout}"
+        diffs = [float(t) for t in re.findall(r"\d\.\d+e[-+]\d+", line)]
+        assert diffs and max(diffs) <= TOL, line
+    assert_close(torch_out(load_keras_model(pt), c.x), c.y_k2, "port .h5 -> .pt")
+
+    r = run_port_cli("port", str(pt), str(back))
+    assert r.returncode == 0, r.stderr
+    assert_close(keras_predict(keras3.saving.load_model(back), c.x), c.y, "port .pt -> .keras")
+
+
+def test_cli_port_weights_with_arch_and_inspect(keras_models, tmp_path):
+    """A bare .weights.h5 needs --arch (exit 2 without it); inspect prints the layer table."""
+    from torch_rnnsin import load_keras_model
+
+    c = keras_models.cases["bidi_lstm_none_seq"]
+    weights, arch = c.source("weights+json")
+    out = tmp_path / "m.safetensors"
+    cli_error_line(run_port_cli("port", str(weights), str(out)))
+    assert not out.exists()
+    r = run_port_cli("port", str(weights), str(out), "--arch", str(arch))
+    assert r.returncode == 0, r.stderr
+    assert_close(torch_out(load_keras_model(out), c.x), c.y, "port .weights.h5 --arch")
+
+    r = run_port_cli("inspect", str(c.source("keras")[0]))
+    assert r.returncode == 0, r.stderr
+    for name in keras_layer_names(arch):
+        assert name in r.stdout, f"inspect does not list {name}: {r.stdout}"
+    assert "LSTM" in r.stdout and "Bidirectional" in r.stdout, r.stdout
+
+
+def test_cli_check_exits_1_when_keras_and_torch_differ(keras_models, tmp_path):
+    """A Dense head in the tens of thousands amplifies float32 rounding past 1e-5: --check
+    reports it, exits 1 and writes nothing."""
+    out = tmp_path / "m.pt"
+    r = run_port_cli("port", str(keras_models.root / "big_outputs.keras"), str(out), "--check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    diffs = [float(t) for t in re.findall(r"\d\.\d+e[-+]\d+", r.stdout)]
+    assert diffs and max(diffs) > TOL, r.stdout
+    assert not out.exists()
