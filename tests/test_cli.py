@@ -172,8 +172,9 @@ def test_non_finite_loss_exits_1_with_a_clear_message(tmp_path):
 def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     """A loss that turns NaN in epoch 4: the checkpoint of epoch 3 stays, finite."""
     import torch_rnnsin.lit_module as lm
+    from torch_rnnsin.checks import load_checkpoint
     from torch_rnnsin.config import TrainConfig
-    from torch_rnnsin.run import load_checkpoint, train_run
+    from torch_rnnsin.run import train_run
 
     real = lm.stateless_epoch
     calls = {"n": 0}

@@ -126,7 +126,7 @@ def run_keras(cmd: list[str]) -> int:
 
 def check_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
     """No flag given that this comparison would not read."""
-    from .run import check_unused
+    from .checks import check_unused
 
     typed = given(args)
     if args.keras_model is not None:
@@ -143,7 +143,7 @@ def check_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
 
 def run_compare(args: argparse.Namespace) -> int:
     """The ``compare`` command: 0 within the tolerance, 1 over it (or Keras failed), 2 refused."""
-    from .run import prepare, read_weights
+    from .checks import prepare, read_weights
     from .runfolder import new_default_folder, open_run_folder
 
     cfg = config_from(args, accelerator="cpu")
