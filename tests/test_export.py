@@ -448,6 +448,8 @@ KERAS_CASES = [
     "grurb_seq",
     "grurb_back",
     "bidi_srnn_concat",
+    "bidi_srnn_mul",
+    "bidi_lstm_ave",
     "bidi_lstm_none_seq",
     "bidi_grurb_sum",
     "stack_fn",
