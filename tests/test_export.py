@@ -428,6 +428,11 @@ def test_lesson_onnx_against_keras_stateless_and_stateful(kr, ort, tmp_path):
         y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
         pred.append(y[0, 0])
     assert np.max(np.abs(np.array(pred, np.float32) - expected)) <= TOL
+    # The lesson's .keras file through the command: the same graph from Keras's own file.
+    keras_model.save(tmp_path / "lesson.keras")
+    assert run_export(parse(str(tmp_path / "lesson.keras"), str(tmp_path / "k.onnx"))) == 0
+    y, _ = run(session(ort, tmp_path / "k.onnx"), x, [np.zeros((5, 4), np.float32)])
+    assert np.max(np.abs(y - keras_model.predict(x, verbose=0))) <= TOL
 
 
 # --- ported Keras models, judged by Keras (tests/keras_factory.py) -----------------
