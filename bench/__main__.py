@@ -1,10 +1,14 @@
 """``python -m bench``: the reference run (1000 epochs, batch 600, seq_len 2) as whole
 processes, contenders alternating round by round, medians and ratios to train.py.
 
-    1 Keras fit (keras_ref)   2 plain PyTorch loop   3 train.py (Lightning)
-    4 NumPy with hand-derived gradients (the floor for a Python program)
+    1 Keras fit (keras_ref)
+    2 plain PyTorch loop, autograd       3 plain PyTorch loop, hand-derived gradients
+    4 train.py (Lightning, hand-derived gradients)
+    5 NumPy with hand-derived gradients (the floor for a Python program)
 
-Also: stateful prediction of the test series, and ``train.py --help`` start-up.
+Also: the per-step cost of each training path side by side (``bench.steps``), the
+study's time (``study --quick``, and the full grid unless ``--no-full-study``),
+stateful prediction of the test series, and ``train.py --help`` start-up.
 Writes bench/results.md.
 """
 
@@ -59,7 +63,18 @@ def contenders(epochs: int, accelerator: str, out: Path) -> dict[str, list[str]]
             str(out / "keras"),
             "--no-predict",
         ],
-        "plain PyTorch loop": [
+        "plain PyTorch loop, autograd": [
+            py,
+            "-m",
+            "bench.plain_loop",
+            "--epochs",
+            str(epochs),
+            "--device",
+            device,
+            "--grads",
+            "autograd",
+        ],
+        "plain PyTorch loop, hand gradients": [
             py,
             "-m",
             "bench.plain_loop",
@@ -93,6 +108,9 @@ def main() -> None:
         help="about a minute: 30 epochs, 2 rounds, no Keras prediction bench",
     )
     p.add_argument("--no-keras", action="store_true", help="leave Keras out")
+    p.add_argument(
+        "--no-full-study", action="store_true", help="time only `study --quick`, not the full grid"
+    )
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
     args = p.parse_args()
     if args.quick:
@@ -127,6 +145,15 @@ def main() -> None:
         if not args.no_keras and not args.quick:
             pred_cmd.append("--keras")
         pred = json.loads(run_timed(pred_cmd)[2])
+        steps = json.loads(run_timed([sys.executable, "-m", "bench.steps"])[2])
+        study = {}
+        for name, flags in (("quick", ["--quick"]), ("full", [])):
+            if name == "full" and (args.quick or args.no_full_study):
+                continue
+            cmd = [sys.executable, "-m", "torch_rnnsin", "study", *flags]
+            wall, _, out = run_timed([*cmd, "--out", str(tmp / f"study-{name}")])
+            study[name] = (wall, out.strip().splitlines()[-1])
+            print(f"study {name}: {wall:.1f} s", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -160,9 +187,29 @@ def main() -> None:
         )
     if "Keras fit" in cmds:
         k = statistics.median(walls["Keras fit"])
+        plain = statistics.median(walls["plain PyTorch loop, hand gradients"])
         lines.append(
             f"- train.py is {k / ref:.1f}x faster than Keras fit and takes "
-            f"{ref / statistics.median(walls['plain PyTorch loop']):.2f}x the plain PyTorch loop's time"
+            f"{ref / plain:.2f}x the plain PyTorch loop's time (same step, hand gradients)"
+        )
+    lines += [
+        "",
+        f"Per training step, batch {steps['batch']}, seq_len {steps['seq_len']}, hidden 1, "
+        "one thread (median):",
+        "",
+        "| path | ms a step | ms a step per model |",
+        "|---|---:|---:|",
+        f"| torch, autograd | {steps['torch_autograd_ms']:.3f} | |",
+        f"| torch, hand-derived gradients (train.py) | {steps['torch_hand_ms']:.3f} | |",
+        f"| the study's batched step, {steps['models']} models | {steps['batched_step_ms']:.3f} "
+        f"| {steps['batched_per_model_ms']:.3f} |",
+        f"| NumPy, hand-derived gradients | {steps['numpy_hand_ms']:.3f} | |",
+        "",
+    ]
+    for name, (wall, summary) in study.items():
+        lines.append(
+            f"- `study{' --quick' if name == 'quick' else ''}`: {wall:.1f} s "
+            f"as a whole process ({summary.split(';')[0]})"
         )
     text = "\n".join(lines) + "\n"
     print(text)
