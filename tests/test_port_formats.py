@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -589,6 +590,50 @@ def test_damaged_global_heap_refused_not_hung(tmp_path):
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
     )
     assert r.stdout.strip() == f"{path}: a damaged HDF5 global heap at byte {at}", r.stderr
+
+
+def test_damaged_vlen_descriptor_refused_quickly(tmp_path):
+    """A string descriptor claiming 3.4 GB (found by fuzzing): HDF5 would allocate it; the
+    isolated reader's memory limit turns that into a prompt, clean refusal."""
+    import h5py
+
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(CONFIG)
+        h5.create_group("model_weights").attrs["layer_names"] = ["rnn", "out"]
+    data = bytearray(path.read_bytes())
+    heap = data.find(b"GCOL\x01\x00\x00\x00")
+    # layer_names' descriptors: (length u32, heap address u64, index u32); "out" is 3 long
+    at = data.find(struct.pack("<IQ", 3, heap))
+    assert at >= 0
+    struct.pack_into("<I", data, at, 0xC7E7_034C)
+    path.write_bytes(bytes(data))
+    refused(read_keras, path, match=r"(?i)memory|alloc")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="isolation needs fork")
+def test_isolated_reader_limits_time_memory_and_crashes():
+    import time
+
+    from torch_rnnsin.port.formats import isolated
+
+    assert isolated(sorted, [3, 1, 2]) == [1, 2, 3]
+    with pytest.raises(ValueError, match="too long"):
+        isolated(time.sleep, 30, timeout=0.5)
+    with pytest.raises(ValueError, match="MemoryError"):
+        isolated(bytearray, 8 << 30)
+    with pytest.raises(ValueError, match="failed reading the file"):
+        isolated(killed)
+    with pytest.raises(ValueError, match="^bad$"):
+        isolated(raise_value_error)
+
+
+def raise_value_error():
+    raise ValueError("bad")
+
+
+def killed():
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_weights_h5_non_numeric_vars_key(tmp_path):

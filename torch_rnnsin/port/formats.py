@@ -4,14 +4,16 @@ Keras 2 ``.h5``, the lesson's ``.npz``, and torch ``.safetensors`` / ``.pt``.
 Nothing here imports Keras or TensorFlow, unpickles, runs code from a file, or follows an
 HDF5 link out of the file. Every size is checked before it is read (zip members' declared
 sizes, ``.npy`` headers, HDF5 dataset shapes), so a small file that claims gigabytes is
-refused up front. A bad file gives one ``ValueError`` naming the path and what is wrong;
-a missing one a ``FileNotFoundError``.
+refused up front; so is an HDF5 global heap that would send HDF5 itself into an endless
+loop. A bad file gives one ``ValueError`` naming the path and what is wrong; a missing one
+a ``FileNotFoundError``.
 
 Where the arrays of a Keras layer live (user layer ``lstm_7``, say, an LSTM):
 
     .keras / .weights.h5   layers/<snake class>[_k]/cell/vars/0..2, ``_k`` counting the
                            layers of that class in the config's order (``lstm``, ``lstm_1``);
-                           the user's names exist only in the config
+                           the user's names exist only in the config (Keras 3, and the
+                           .keras of Keras 2.13+)
     legacy .h5 (Keras 2/3) model_weights/<name>/ + the ``layer_names`` / ``weight_names``
                            attributes, which are followed as written
 """
@@ -25,6 +27,8 @@ import math
 import mmap
 import os
 import re
+import select
+import signal
 import stat
 import time
 import zipfile
@@ -461,16 +465,94 @@ def h5_text(obj, name: str, what: str) -> str:
     return v
 
 
-def legacy_weights(root, names: set[str], budget: Budget) -> dict[str, list[np.ndarray]]:
-    """Keras 2 / legacy Keras 3 h5: layer_names, then each layer's weight_names, as written."""
+def limit_memory(extra: int = 1 << 30) -> None:
+    """This process may map at most ``extra`` bytes more than it has now (Linux)."""
+    import resource
+
+    try:
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (now + extra, now + extra))
+
+
+def isolated(fn, *args, timeout: float = 60.0):
+    """``fn(*args)`` (JSON-able) run in a forked child with a time and memory limit.
+
+    HDF5 reads a variable-length string through a descriptor it trusts: a damaged one can
+    make it allocate gigabytes or loop for ever. A child that runs out of time or memory,
+    or crashes, is one clean ValueError here. Without fork (Windows) it runs in-process."""
+    if not hasattr(os, "fork"):
+        return fn(*args)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(r)
+            limit_memory()
+            msg = {"ok": fn(*args)}
+        except ValueError as e:
+            msg = {"error": one_line(e)}
+        except BaseException as e:
+            msg = {"error": f"{type(e).__name__}: {one_line(e)}"}
+        try:
+            os.write(w, json.dumps(msg).encode())  # small: pipes take it whole, or in parts
+        finally:
+            os._exit(0)
+    os.close(w)
+    data, deadline = b"", time.monotonic() + timeout
+    try:
+        with os.fdopen(r, "rb", buffering=0) as f:
+            while chunk := wait_read(f, deadline):
+                data += chunk
+                if len(data) > 4 * MAX_JSON_BYTES:
+                    raise ValueError("HDF5 returned too much text")
+    except ValueError:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not data:
+        raise ValueError(f"HDF5 failed reading the file (exit status {status})")
+    msg = parse_json(data, "HDF5's answer")
+    if "error" in msg:
+        raise ValueError(msg["error"])
+    return msg["ok"]
+
+
+def wait_read(f, deadline: float) -> bytes:
+    left = deadline - time.monotonic()
+    if left <= 0 or not select.select([f], [], [], left)[0]:
+        raise ValueError("HDF5 took too long reading the file's attributes")
+    return f.read(1 << 16)
+
+
+def legacy_strings(h5, whole: bool) -> dict:
+    """Every string a legacy .h5 is read through: model_config (a whole model), the
+    keras_version, layer_names and each layer's weight_names. Run ``isolated``."""
+    root = h5_child(h5, "model_weights", "the file") if whole else h5
+    return {
+        "model_config": h5_text(h5, "model_config", "the file") if whole else None,
+        "keras_version": h5_text(h5, "keras_version", "the file")
+        if "keras_version" in h5.attrs
+        else "",
+        "layers": [
+            (name, h5_strings(h5_child(root, name, "the weights"), "weight_names", name))
+            for name in h5_strings(root, "layer_names", "the weights")
+        ],
+    }
+
+
+def legacy_weights(
+    root, layers: list, names: set[str], budget: Budget
+) -> dict[str, list[np.ndarray]]:
+    """Keras 2 / legacy Keras 3 h5: each layer's weight_names, as written."""
     weights: dict[str, list[np.ndarray]] = {}
-    for name in h5_strings(root, "layer_names", "the weights"):
+    for name, weight_names in layers:
         budget.visit()
         g = h5_child(root, name, "the weights")
-        arrays = [
-            h5_array(h5_path(g, wn, name), f"{name}/{wn}", budget)
-            for wn in h5_strings(g, "weight_names", name)
-        ]
+        arrays = [h5_array(h5_path(g, wn, name), f"{name}/{wn}", budget) for wn in weight_names]
         if not arrays:
             continue
         if name not in names:
@@ -539,12 +621,6 @@ def keras3_weights(h5, config: dict, budget: Budget) -> dict[str, list[np.ndarra
     return weights
 
 
-def is_keras3_version(obj) -> bool:
-    if "keras_version" not in obj.attrs:
-        return False
-    return h5_text(obj, "keras_version", "the file").startswith("3.")
-
-
 # --- reading Keras files -----------------------------------------------------------------
 
 
@@ -567,7 +643,8 @@ def read_arch(arch: str | os.PathLike | dict) -> dict:
             config = parse_json(path.read_bytes(), "the architecture")
         elif name.endswith((".h5", ".hdf5")):
             with open_h5(path) as h5:
-                config = parse_json(h5_text(h5, "model_config", "the file"), "model_config")
+                text = isolated(h5_text, h5, "model_config", "the file")
+                config = parse_json(text, "model_config")
         else:
             raise ValueError("an architecture is a .keras, a legacy .h5 or a config .json")
         config_layers(config)
@@ -622,27 +699,23 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = 
         if not name.endswith((".h5", ".hdf5")):
             raise ValueError("unknown Keras file type; expected .keras, .h5 or .weights.h5")
         with open_h5(path) as h5:
-            if h5_has(h5, "model_weights"):  # a whole model, legacy layout
-                if arch_config is not None:
-                    raise ValueError("this .h5 holds its own architecture; --arch is not needed")
-                config = parse_json(h5_text(h5, "model_config", "the file"), "model_config")
-                layers = config_layers(config)
-                root = h5_child(h5, "model_weights", "the file")
-                dialect = "keras3-h5" if is_keras3_version(h5) else "keras2-h5"
-            elif arch_config is None:
+            whole = h5_has(h5, "model_weights")  # a whole model, legacy layout
+            if whole and arch_config is not None:
+                raise ValueError("this .h5 holds its own architecture; --arch is not needed")
+            if not whole and arch_config is None:
                 raise ValueError(
                     "a weights-only file: the architecture is needed too "
                     "(--arch with a .keras or a config .json)"
                 )
-            elif "layer_names" in h5.attrs or "layer_names0" in h5.attrs:  # legacy weights
-                config, root = arch_config, h5
-                layers = config_layers(config)
-                dialect = "keras3-h5" if is_keras3_version(h5) else "keras2-h5"
-            else:
+            if not whole and "layer_names" not in h5.attrs and "layer_names0" not in h5.attrs:
                 weights = keras3_weights(h5, arch_config, budget)
                 return KerasFile(arch_config, weights, "keras3", str(path))
-            names = {layer_name(layer) for layer in layers}
-            weights = legacy_weights(root, names, budget)
+            strings = isolated(legacy_strings, h5, whole)
+            config = parse_json(strings["model_config"], "model_config") if whole else arch_config
+            names = {layer_name(layer) for layer in config_layers(config)}
+            root = h5_child(h5, "model_weights", "the file") if whole else h5
+            weights = legacy_weights(root, strings["layers"], names, budget)
+            dialect = "keras3-h5" if strings["keras_version"].startswith("3.") else "keras2-h5"
             return KerasFile(config, weights, dialect, str(path))
 
 
