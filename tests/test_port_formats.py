@@ -612,6 +612,33 @@ def test_damaged_vlen_descriptor_refused_quickly(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="isolation needs fork")
+def test_damaged_string_type_crashes_hdf5_not_us(tmp_path):
+    """A string attribute's type byte damaged (found by fuzzing): HDF5 segfaults reading it;
+    the isolated reader's crash is a clean refusal. In a subprocess, in case it regresses."""
+    import h5py
+
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(CONFIG)
+        h5.create_group("model_weights").attrs["layer_names"] = ["rnn", "out"]
+    data = bytearray(path.read_bytes())
+    name = data.find(b"layer_names\x00")
+    at = data.find(b"\x19\x01", name)  # its type: variable-length (9), version 1; string
+    assert name >= 0 and 0 < at - name < 24
+    data[at + 1] = 0x53
+    path.write_bytes(bytes(data))
+    code = (
+        "import sys\nfrom torch_rnnsin.port.formats import read_keras\n"
+        "try:\n    read_keras(sys.argv[1])\nexcept ValueError as e:\n    print(e)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-500:]
+    assert r.stdout.startswith(f"{path}: HDF5 failed reading the file's attributes"), r.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="isolation needs fork")
 def test_isolated_reader_limits_time_memory_and_crashes():
     import time
 

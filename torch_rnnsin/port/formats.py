@@ -514,7 +514,8 @@ def isolated(fn, *args, timeout: float = 60.0):
     finally:
         _, status = os.waitpid(pid, 0)
     if not data:
-        raise ValueError(f"HDF5 failed reading the file (exit status {status})")
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {status}"
+        raise ValueError(f"HDF5 failed reading the file's attributes (it ended with {how})")
     msg = parse_json(data, "HDF5's answer")
     if "error" in msg:
         raise ValueError(msg["error"])
