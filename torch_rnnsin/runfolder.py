@@ -70,7 +70,10 @@ def check_out_contents(out: Path, resume: bool, flag: str = "--out") -> None:
         if resume:
             raise ValueError(f"--resume: {flag} {out} does not exist; no run to continue")
         return
-    entries = sorted(e for e in os.listdir(out) if e != PRIVATE)
+    try:
+        entries = sorted(e for e in os.listdir(out) if e != PRIVATE)
+    except OSError as e:
+        raise ValueError(f"{flag} {out}: cannot list the folder ({e.strerror})") from None
     if not is_run_folder(out):
         if entries:
             raise ValueError(
@@ -148,7 +151,7 @@ def open_run_folder(
     fd = None
     try:
         private.mkdir(exist_ok=True)
-        fd = os.open(private / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(private / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
