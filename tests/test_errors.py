@@ -103,6 +103,7 @@ CASES = [
     (["--init-keras", "{junk}"], "junk.weights.h5"),
     (["--init-keras", "{few}"], "few.npz"),
     (["--init-keras", "{w}"], "w.txt"),
+    (["--init-keras", "w" * 300 + ".npz"], "File name too long"),
     (["--init-keras", "{h3}", "--hidden", "1"], "hidden size 3, but --hidden 1"),
     (["compare", "--keras-model", "{h3}", "--hidden", "1"], "hidden size 3, but --hidden 1"),
     (["compare", "--keras-model", "{fifo}"], "not a regular file"),

@@ -49,11 +49,14 @@ def read_weights(
     from .convert import load_keras_weights
 
     p = Path(path)
-    if not p.exists():
-        raise RunError(f"{option} {path}: no such file")
-    if not p.is_file():
-        kind = "a folder" if p.is_dir() else "not a file one can read whole"
-        raise RunError(f"{option} {path}: not a regular file ({kind})")
+    try:
+        if not p.exists():
+            raise RunError(f"{option} {path}: no such file")
+        if not p.is_file():
+            kind = "a folder" if p.is_dir() else "not a file one can read whole"
+            raise RunError(f"{option} {path}: not a regular file ({kind})")
+    except OSError as e:  # a name too long, a loop of links, ...
+        raise RunError(f"{option} {path[:60]}: {e.strerror}") from None
     try:
         weights = load_keras_weights(p)
     except (ValueError, OSError) as e:

@@ -78,12 +78,13 @@ def run_train(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {e}{kept}\n")
             return 1
         except KeyboardInterrupt:
-            where = (
-                "its last checkpoint is kept" if (out / CHECKPOINT).exists() else "no checkpoint"
-            )
-            sys.stderr.write(
-                f"\ninterrupted; {where}; continue with the same flags and --out {out} --resume\n"
-            )
+            if (out / CHECKPOINT).exists():
+                then = (
+                    f"its checkpoint is kept; continue with the same flags and --out {out} --resume"
+                )
+            else:
+                then = f"before its first checkpoint; start it again with the same --out {out}"
+            sys.stderr.write(f"\ninterrupted; {then}\n")
             return 130
     print(summary_table(metrics, out))
     return 0
