@@ -11,6 +11,8 @@ inputs, and saved in every layout a user may hold:
     legacy_h5      Keras 3 model.save("m.h5")
     k2_h5          Keras 2 (tf_keras) model.save("m.h5"); layer names carry global
                    counters (lstm_3, dense_7) since many models share one process
+    k2_old_names   the same file with its cells named as older Keras 2 releases named
+                   them, with counters too (lstm_3/lstm_cell_9/kernel:0)
 
 Forward unidirectional cases also get a Keras stateful twin (stateful=True, same
 weights) that predicts the inputs in two chunks. The reference outputs are Keras 3's
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zlib
@@ -36,7 +40,7 @@ import numpy as np
 
 B, T, SPLIT = 3, 7, 3  # batch, length, first chunk's length for the state checks
 SCALE = 0.8
-LAYOUTS = ("keras", "weights+keras", "weights+json", "legacy_h5", "k2_h5")
+LAYOUTS = ("keras", "weights+keras", "weights+json", "legacy_h5", "k2_h5", "k2_old_names")
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 
 
@@ -343,7 +347,7 @@ def big_outputs(keras):
 def build_k2(out: Path) -> dict:
     import tf_keras
 
-    manifest = {}
+    manifest, cells = {}, 0
     for spec in SPECS:
         d = out / spec["name"]
         d.mkdir(parents=True, exist_ok=True)
@@ -351,6 +355,7 @@ def build_k2(out: Path) -> dict:
         weights = random_weights(model, seed_of(spec["name"]))  # same shapes, same weights
         model.set_weights(weights)
         model.save(d / "k2.h5")
+        cells = with_counted_cells(d / "k2.h5", d / "k2_old_names.h5", cells)
         x = inputs_of(spec)
         y2 = predict(eager(model), x)
         np.savez(d / "k2.npz", **{f"y{i}": y for i, y in enumerate(y2)})
@@ -359,6 +364,38 @@ def build_k2(out: Path) -> dict:
         if name.startswith("k2_"):
             _refusal_k2(tf_keras, name).save(out / f"refuse_{name}.h5")
     return manifest
+
+
+CELL = re.compile(r"(?<=/)(simple_rnn_cell|lstm_cell|gru_cell)(?=/)")
+
+
+def with_counted_cells(src: Path, dst: Path, counter: int) -> int:
+    """A copy of a Keras 2 .h5 with its cells named as older Keras 2 releases named them,
+    with a global counter (lstm_2/lstm_cell_7/kernel:0): the same arrays under the names
+    the file's weight_names attributes give, so a reader that guesses names fails.
+    Returns the counter after the cells renamed."""
+    import h5py
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "r+") as f:
+        root = f["model_weights"]
+        for layer in root.attrs["layer_names"]:
+            g = root[layer]
+            names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
+            renamed: dict[str, str] = {}  # old cell path -> new
+            for n in names:
+                m = CELL.search(n)
+                if m and n[: m.end()] not in renamed:
+                    counter += 1
+                    renamed[n[: m.end()]] = f"{n[: m.end()]}_{counter}"
+            for old, new in renamed.items():
+                g.move(old, new)
+            new_names = []
+            for n in names:
+                m = CELL.search(n)
+                new_names.append(renamed[n[: m.end()]] + n[m.end() :] if m else n)
+            g.attrs["weight_names"] = np.array([n.encode() for n in new_names])
+    return counter
 
 
 def main(argv: list[str]) -> None:
@@ -398,6 +435,7 @@ class KerasCase:
             "weights+json": (d / "model.weights.h5", d / "config.json"),
             "legacy_h5": (d / "legacy.h5", None),
             "k2_h5": (d / "k2.h5", None),
+            "k2_old_names": (d / "k2_old_names.h5", None),
         }[layout]
 
 
