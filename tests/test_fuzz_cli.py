@@ -118,3 +118,60 @@ def test_cli_fuzz(argv):
             assert any(d.rglob("metrics.json")), (argv, err)
         assert (d / "user" / "notes.txt").read_text() == "mine"
         assert (d / "file").read_text() == "mine"
+
+
+COMPARE_FLAGS = {k: v for k, v in FLAGS.items() if k != "--accelerator"}
+COMPARE_SWITCHES = ["--no-shuffle", "--keras-m", "--resume", "--accelerator", "-h"]
+
+
+@st.composite
+def compare_argvs(draw) -> list[str]:
+    argv = ["compare"]
+    for flag in draw(st.lists(st.sampled_from(sorted(COMPARE_FLAGS)), max_size=6, unique=True)):
+        argv += [flag, draw(COMPARE_FLAGS[flag])]
+    return argv + draw(st.lists(st.sampled_from(COMPARE_SWITCHES), max_size=2, unique=True))
+
+
+@settings(
+    max_examples=int(os.environ.get("RNNSIN_FUZZ_EXAMPLES", 40)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(argv=compare_argvs())
+def test_compare_fuzz(argv):
+    """compare with Keras stubbed out (it 'fails', exit 1): refusals are one line, exit 2,
+    nothing created; whatever passes the checks reaches the Keras step."""
+    from unittest import mock
+
+    from torch_rnnsin import compare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        prepare_inputs(d)
+        before = snapshot(d)
+        cwd = os.getcwd()
+        err = io.StringIO()
+        os.chdir(d)
+        try:
+            with (
+                contextlib.redirect_stderr(err),
+                contextlib.redirect_stdout(io.StringIO()),
+                mock.patch.object(compare, "keras_available", lambda: True),
+                mock.patch.object(compare, "run_keras", lambda cmd: 3),
+            ):
+                try:
+                    code = cli.main(argv, prog="train.py")
+                except SystemExit as e:
+                    code = e.code
+        finally:
+            os.chdir(cwd)
+        err = err.getvalue()
+        event(f"exit {code}")
+        assert "Traceback" not in err, (argv, err)
+        if code == 1:
+            assert err.strip().endswith("failed with exit status 3"), (argv, err)
+        elif code == 2:
+            assert len(err.strip().splitlines()) == 1, (argv, err)
+            assert snapshot(d) == before, (argv, "created or changed something", err)
+        else:
+            assert code == 0 and "-h" in argv, (argv, code, err)
