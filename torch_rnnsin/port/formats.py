@@ -5,8 +5,10 @@ Nothing here imports Keras or TensorFlow, unpickles, runs code from a file, or f
 HDF5 link out of the file. Every size is checked before it is read (zip members' declared
 sizes, ``.npy`` headers, HDF5 dataset shapes), so a small file that claims gigabytes is
 refused up front; so is an HDF5 global heap that would send HDF5 itself into an endless
-loop. A bad file gives one ``ValueError`` naming the path and what is wrong; a missing one
-a ``FileNotFoundError``.
+loop, and the strings of a legacy .h5 (which HDF5 reads through descriptors it trusts) are
+read in a forked child with time and memory limits, so that a damaged one that makes HDF5
+loop, allocate gigabytes or crash is a clean refusal. A bad file gives one ``ValueError``
+naming the path and what is wrong; a missing one a ``FileNotFoundError``.
 
 Where the arrays of a Keras layer live (user layer ``lstm_7``, say, an LSTM):
 
