@@ -334,3 +334,106 @@ def test_options_without_effect_are_accepted():
     }
     model = build_model(sequential(F, layer("LSTM", "l", units=2, **noise)))
     assert model.layers[0].options["units"] == 2
+
+
+# --- Functional graphs: one chain only --------------------------------------------------------
+
+
+def node(*sources, **kwargs):
+    """A Keras 3 inbound node calling the layer on ``sources`` (layer names)."""
+    tensors = [
+        {"class_name": "__keras_tensor__", "config": {"keras_history": [s, 0, 0]}} for s in sources
+    ]
+    return {"args": tensors, "kwargs": kwargs}
+
+
+def functional(entries, outputs, inputs=("in",)):
+    first = {**layer("InputLayer", "in", batch_shape=[None, None, F]), "inbound_nodes": []}
+    return {
+        "class_name": "Functional",
+        "config": {
+            "name": "f",
+            "layers": [first, *entries],
+            "input_layers": [[i, 0, 0] for i in inputs],
+            "output_layers": [[o, 0, 0] for o in outputs],
+        },
+    }
+
+
+def called(entry, *nodes):
+    return {**entry, "inbound_nodes": list(nodes)}
+
+
+def test_functional_chain_is_ported(x):
+    rng = np.random.default_rng(2)
+    w = {"l": keras_arrays("LSTM", F, 3, rng), "d": keras_arrays("Dense", 3, 1, rng)}
+    cfg = functional(
+        [
+            called(layer("LSTM", "l", units=3), node("in", training=False, mask=None)),
+            called(layer("Dense", "d", units=1), node("l")),
+        ],
+        ["d"],
+    )
+    model = build_model(cfg, w)
+    want = np_layer("LSTM", x.astype(np.float64), w["l"], 3) @ w["d"][0] + w["d"][1]
+    assert np.abs(run(model, x) - want).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("entries", "outputs", "start"),
+    [
+        (  # one LSTM feeding two heads
+            [
+                called(layer("LSTM", "trunk", units=2), node("in")),
+                called(layer("Dense", "a", units=1), node("trunk")),
+                called(layer("Dense", "b", units=1), node("trunk")),
+            ],
+            ["a", "b"],
+            "LSTM 'trunk': its output feeds Dense 'a', Dense 'b'; branching",
+        ),
+        (  # a merge of two tensors
+            [
+                called(layer("LSTM", "l", units=2, return_sequences=True), node("in")),
+                called(layer("Add", "add"), node("in", "l")),
+            ],
+            ["add"],
+            "Add 'add': takes inputs ['in', 'l']; only a single chain",
+        ),
+        (  # the same layer called twice
+            [called(layer("Dense", "d", units=2), node("in"), node("in"))],
+            ["d"],
+            "Dense 'd': called 2 times; shared layers",
+        ),
+        (  # an initial state handed to the layer
+            [called(layer("GRU", "g", units=2), node("in", initial_state=[1]))],
+            ["g"],
+            "GRU 'g': called with ['initial_state']",
+        ),
+        (  # a layer off the chain
+            [
+                called(layer("GRU", "g", units=2), node("in")),
+                called(layer("Dense", "lost", units=2), node("nowhere")),
+            ],
+            ["g"],
+            "Dense 'lost': not on the chain",
+        ),
+    ],
+)
+def test_functional_graphs_other_than_a_chain_refused(entries, outputs, start):
+    with pytest.raises(ValueError) as e:
+        build_model(functional(entries, outputs))
+    assert str(e.value).startswith(start), str(e.value)
+
+
+def test_two_inputs_refused():
+    entries = [called(layer("Dense", "d", units=1), node("in"))]
+    with pytest.raises(ValueError, match="2 inputs; only one input"):
+        build_model(functional(entries, ["d"], inputs=("in", "in2")))
+
+
+def test_merge_mode_none_must_be_last():
+    bi = layer("Bidirectional", "bi", layer=layer("GRU", "g", units=2), merge_mode=None)
+    with pytest.raises(
+        ValueError, match=r"Dense 'd': follows Bidirectional 'bi' with merge_mode=None"
+    ):
+        build_model(sequential(F, bi, layer("Dense", "d", units=1)))

@@ -142,13 +142,20 @@ def _functional_chain(cfg: dict, layers: list[dict]) -> list[dict]:
     while chain[-1] in consumers:
         nxt = consumers[chain[-1]]
         if len(nxt) != 1:
-            raise ValueError(f"layer {chain[-1]!r} feeds {nxt}; branching graphs are not supported")
+            cls = by_name.get(chain[-1], {}).get("class_name", "layer")
+            fed = ", ".join(f"{by_name[n]['class_name']} {n!r}" for n in nxt)
+            raise ValueError(
+                f"{cls} {chain[-1]!r}: its output feeds {fed}; branching graphs are not "
+                "supported (only a single chain of layers)"
+            )
         chain.append(nxt[0])
     last = {name for name, _ in outputs}
     if last != {chain[-1]} or len(chain) != len(layers):
+        off = [n for n in by_name if n not in chain] or sorted(last)
+        e = by_name.get(off[0], {"class_name": "layer"})
         raise ValueError(
-            f"Functional model: outputs {sorted(last)} and layers {sorted(by_name)} do not form "
-            f"one chain from {chain[0]!r}; only a single chain of layers is supported"
+            f"{e['class_name']} {off[0]!r}: not on the chain from {chain[0]!r} to the output "
+            f"{sorted(last)}; only a single chain of layers is supported"
         )
     if chain[0] not in by_name or by_name[chain[0]]["class_name"] != "InputLayer":
         raise ValueError(f"Functional model: input {chain[0]!r} is not an InputLayer")
