@@ -117,14 +117,20 @@ def test_two_runs_with_the_same_out(tmp_path):
 def test_only_the_runs_own_temporaries_are_swept(small_run, tmp_path, monkeypatch):
     out = copy_run(small_run[0], tmp_path / "run")
     private = out / PRIVATE
-    (private / "4242.tmp.metrics.json").write_text("half written")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    dead = int(dead.stdout)  # a pid whose process has ended
+    (private / f"{dead}.tmp.metrics.json").write_text("half written")
+    (private / f"{os.getpid()}.tmp.x.npz").write_text("a live process writing")
     (private / "4242.tmp.dir").mkdir()  # not a file: left alone
     user = {".notes.tmp": "mine", ".env.tmpl": "mine too", "4242.tmp.x": "also mine"}
     for name, text in user.items():
         (out / name).write_text(text)
     monkeypatch.chdir(tmp_path)
     assert call([*SMALL, "--epochs", "31", "--out", str(out), "--resume"]) == 0
-    assert not (private / "4242.tmp.metrics.json").exists()
+    assert not (private / f"{dead}.tmp.metrics.json").exists()
+    assert (private / f"{os.getpid()}.tmp.x.npz").exists()
     assert (private / "4242.tmp.dir").is_dir()
     for name, text in user.items():
         assert (out / name).read_text() == text

@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PRIVATE = ".torch_rnnsin"  # a run folder's own: marker, lock, temporaries
-_TEMP = re.compile(r"\d+\.tmp\.")  # <pid>.tmp.<name>, only ever inside PRIVATE
+_TEMP = re.compile(r"(\d+)\.tmp\.")  # <pid>.tmp.<name>, only ever inside PRIVATE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**22  # someone else's live process (or a number no pid can be)
+    return True
 
 
 def temp_name(path: Path) -> Path:
@@ -33,13 +43,15 @@ def temp_name(path: Path) -> Path:
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporaries a killed run left in ``folder``'s private folder: regular
-    files named ``<pid>.tmp.<name>`` there, nothing else. Returns what was deleted."""
+    files named ``<pid>.tmp.<name>`` there whose process is gone, nothing else.
+    Returns what was deleted."""
     private = Path(folder) / PRIVATE
     if not private.is_dir() or private.is_symlink():
         return []
     removed = []
     for p in private.iterdir():
-        if _TEMP.match(p.name) and p.is_file() and not p.is_symlink():
+        m = _TEMP.match(p.name)
+        if m and p.is_file() and not p.is_symlink() and not _alive(int(m.group(1))):
             p.unlink()
             removed.append(p)
     return removed
