@@ -87,7 +87,7 @@ def train_group(
     from . import trainer
 
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     parts = [study_series(cfg, noise, seed) for noise, seed, _ in members]
     model = trainer.ModelBatch([init_weights(seed, hidden) for _, seed, _ in members])
     stop = trainer.Stopping(cfg.max_epochs, cfg.patience, cfg.min_improvement)
@@ -130,7 +130,7 @@ def train_group(
             return trainer.chunks_loss(batch, Xv[rows], yv[rows], every)
 
     out = trainer.fit(model, lrs, epoch, val_loss, stop)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     preds_val = predictions(model, [val for _, val, _ in parts], seq_len)
     preds_test = predictions(model, [test for _, _, test in parts], seq_len)
     rows = []
@@ -161,6 +161,7 @@ def train_group(
                     "epochs_trained": int(out.epochs_trained[m]),
                     "converged": bool(out.converged[m]),
                     "group_seconds": round(seconds, 2),
+                    "group_cpu_seconds": round(cpu, 2),
                     "weights": weights,
                 }
             )

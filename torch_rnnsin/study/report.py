@@ -5,6 +5,7 @@ and the run's settings, the summary tables and the plots."""
 from __future__ import annotations
 
 import itertools
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -291,26 +292,38 @@ def write_report(out: Path, cfg: StudyConfig, rows: list[dict], seconds: float) 
     chosen, table = choose_lrs(df, cfg.lrs)
     df = mark_selected(df, chosen)
     with atomic_path(out / "study.csv") as tmp:
-        df.drop(columns=["group_seconds"]).to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False)
     with atomic_path(out / "sweep.csv") as tmp:
         table.to_csv(tmp, index=False)
     sel = df[df.selected]
     n_fit, n_val, n_test = cfg.parts()
-    lesson_extra = cfg.lesson_lr not in cfg.lrs
+    groups = df.drop_duplicates(["hidden", "seq_len", "train_mode"])
+    cpu, busiest = groups.group_cpu_seconds.sum(), groups.group_seconds.max()
+    extra = (
+        f", and the lesson's cell also at train.py's default {cfg.lesson_lr:g}"
+        if cfg.lesson_lr not in cfg.lrs
+        else ""
+    )
+    settings = textwrap.fill(
+        f"Test MSE of both prediction modes for every trained model. The grid: seq_len "
+        f"{', '.join(map(str, cfg.seq_lens))}; phase noise "
+        f"{', '.join(f'{n:g}' for n in cfg.noises)}; hidden size "
+        f"{', '.join(map(str, cfg.hiddens))}; training modes {', '.join(cfg.train_modes)}; "
+        f"seeds {', '.join(map(str, cfg.seeds))}; learning rates "
+        f"{', '.join(f'{x:g}' for x in cfg.lrs)} swept{extra}. Data: {cfg.cycles} periods of "
+        f"{cfg.steps_per_cycle} points, cut into {n_fit} fitted, {n_val} validation and "
+        f"{n_test} test points; batch {cfg.batch_size} (stateless), {cfg.streams} streams "
+        f"(stateful); Keras's RMSprop. Each model trains until its validation loss has not "
+        f"fallen by {cfg.min_improvement:.0%} for {cfg.patience} epochs (at most "
+        f"{cfg.max_epochs} epochs) and keeps its best weights. {len(models(df))} models "
+        f"trained in {seconds:.0f} s ({len(groups)} groups over {cfg.workers} worker "
+        f"processes, {cpu:.0f} s of CPU time in training, the longest group {busiest:.0f} s); "
+        f"the answer uses the {len(models(sel))} at their training mode's chosen learning rate.",
+        width=88,
+    )
     text = f"""# Is stateful prediction always worse?
 
-Test MSE of both prediction modes for every trained model. The grid: seq_len
-{", ".join(map(str, cfg.seq_lens))}; phase noise {", ".join(f"{n:g}" for n in cfg.noises)};
-hidden size {", ".join(map(str, cfg.hiddens))}; training modes {", ".join(cfg.train_modes)};
-seeds {", ".join(map(str, cfg.seeds))}; learning rates {", ".join(f"{x:g}" for x in cfg.lrs)}
-swept{f", and the lesson's cell also at train.py's default {cfg.lesson_lr:g}" if lesson_extra else ""}.
-Data: {cfg.cycles} periods of {cfg.steps_per_cycle} points, cut into {n_fit} fitted,
-{n_val} validation and {n_test} test points; batch {cfg.batch_size} (stateless),
-{cfg.streams} streams (stateful); Keras's RMSprop. Each model trains until its
-validation loss has not fallen by {cfg.min_improvement:.0%} for {cfg.patience} epochs
-(at most {cfg.max_epochs} epochs) and keeps its best weights. {len(models(df))} models
-trained in {seconds:.0f} s; the answer uses the {len(models(sel))} at their training
-mode's chosen learning rate.
+{settings}
 
 Training modes: `stateless` = the lesson's `fit` on shuffled windows from the zero
 state; `stateful-last` = Keras `stateful=True` training, one target a chunk (the
