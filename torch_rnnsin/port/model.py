@@ -49,11 +49,17 @@ def table(block) -> list[L.Row]:
 class PortedModel(nn.Module):
     """A Keras model as torch modules; ``layers`` holds one block per Keras layer."""
 
-    def __init__(self, blocks: list[nn.Module], input_shape: tuple, name: str = "ported"):
+    def __init__(
+        self,
+        blocks: list[nn.Module],
+        input_shape: tuple,
+        name: str = "ported",
+        input_name: str = "input_layer",
+    ):
         super().__init__()
         self.layers = nn.ModuleList(blocks)
         self.input_shape = tuple(input_shape)  # (T or None, F)
-        self.keras_model_name = name
+        self.keras_model_name, self.input_name = name, input_name
         self.source_format = ""  # what it was loaded from: keras3, keras3-h5, keras2-h5, pt, ...
 
     @property
@@ -96,9 +102,9 @@ class PortedModel(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
         """x (B, T, F) -> y (as Keras's predict); with return_state, also the new flat state."""
-        return self.run(x, state, return_state)[0]
+        return self._run(x, state, return_state)[0]
 
-    def run(self, x: torch.Tensor, state=None, return_state: bool = False, trace=None):
+    def _run(self, x: torch.Tensor, state=None, return_state: bool = False, trace=None):
         if state is not None or return_state:
             self._refuse_state()
         F = self.input_shape[-1]
@@ -117,7 +123,7 @@ class PortedModel(nn.Module):
 
     def layer_outputs(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         """Every layer's output, in order (``port --check`` compares them with Keras)."""
-        return self.run(x, trace=[])[1]
+        return self._run(x, trace=[])[1]
 
     def keras_config(self) -> dict:
         """A Keras 3 Sequential config that Keras loads back into the same model."""
@@ -125,7 +131,7 @@ class PortedModel(nn.Module):
         first = {
             "module": "keras.layers",
             "class_name": "InputLayer",
-            "config": {"batch_shape": [None, T, F], "dtype": "float32", "name": "input_layer"},
+            "config": {"batch_shape": [None, T, F], "dtype": "float32", "name": self.input_name},
             "registered_name": None,
         }
         return {
@@ -267,7 +273,7 @@ def build_model(config: dict, weights: dict | None = None) -> PortedModel:
     T, F = shape if shape else (None, _first_kernel_rows(entries, weights))
     if F is None or F < 1:
         raise ValueError("model config: the input feature size is not given (no InputLayer)")
-    blocks, f, ndim, after_list = [], F, 3, None
+    blocks, f, ndim, after_list, input_name = [], F, 3, None, "input_layer"
     for e in entries:
         cls, name, cfg = check_entry(e)
         if after_list is not None:
@@ -280,12 +286,14 @@ def build_model(config: dict, weights: dict | None = None) -> PortedModel:
             L.check_options(cls, name, cfg, keys)
             for key in ("sparse", "ragged", "optional"):
                 L.option(cls, name, cfg, key, False, allowed=(False,))
+            input_name = name
             continue
         b, f, ndim = make_block(cls, name, cfg, f, ndim)
         if isinstance(b, Bidirectional) and b.merge_mode is None:
             after_list = name
         blocks.append(b)
-    model = PortedModel(blocks, (T, F), name=str((config.get("config") or {}).get("name", "")))
+    name = str((config.get("config") or {}).get("name") or "ported")
+    model = PortedModel(blocks, (T, F), name=name, input_name=input_name)
     if weights is not None:
         load_keras_arrays(model, weights)
     return model.float().eval()
@@ -391,6 +399,11 @@ def save_keras_model(model: PortedModel, path: str | os.PathLike, overwrite: boo
     """
     from . import formats
 
+    if not isinstance(model, PortedModel):
+        raise ValueError(
+            f"save_keras_model: expected a model from load_keras_model, got {type(model).__name__}"
+            " (for the lesson's SinRNN use torch_to_keras + save_keras_weights)"
+        )
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; not overwritten")
