@@ -258,3 +258,11 @@ def test_command_errors_become_one_line(capsys, monkeypatch, command, raised, co
     assert call(argv) == code
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and named in err and "Traceback" not in err
+
+
+def test_a_command_that_cannot_load_does_not_stop_the_others(capsys, monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "export", ("no_such_module", "broken"))
+    assert call(["--seq-len", "0"]) == 2
+    assert "--seq-len 0" in capsys.readouterr().err
+    with pytest.raises(ModuleNotFoundError):
+        call(["export", "a", "b"])

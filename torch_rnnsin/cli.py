@@ -40,7 +40,9 @@ def _module(name: str):
     return importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
 
 
-def build_parser(prog: str = "train.py") -> OneLineParser:
+def build_parser(prog: str = "train.py", command: str | None = None) -> OneLineParser:
+    """Every command listed; the flags of ``command`` only (of all when None), so that a
+    command whose module cannot be imported never stands in another's way."""
     parser = OneLineParser(
         prog=prog,
         description="The Keras sine-wave RNN lesson in PyTorch + Lightning.",
@@ -56,7 +58,8 @@ def build_parser(prog: str = "train.py") -> OneLineParser:
             epilog=EPILOG if name == "train" else None,
             allow_abbrev=False,
         )
-        getattr(_module(name), f"add_{name}_arguments")(p)
+        if command in (None, name):
+            getattr(_module(name), f"add_{name}_arguments")(p)
     return parser
 
 
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         argv = ["train", *argv]  # train is the default: `train.py --epochs 5`
     if argv[0] == "train" and "--keras" in argv[1:]:  # train.py --keras: the comparison
         argv = ["compare", *(a for a in argv[1:] if a != "--keras")]
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser(prog, argv[0]).parse_args(argv)
     try:
         return getattr(_module(args.command), f"run_{args.command}")(args)
     except NotImplementedError as e:
