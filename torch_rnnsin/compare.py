@@ -148,11 +148,9 @@ def run_compare(args: argparse.Namespace) -> int:
 
     cfg = config_from(args, accelerator="cpu")
     check_flags(args, cfg)
-    hidden_given = "hidden" in given(args)
     for option, path in (("--keras-model", args.keras_model), ("--init-keras", args.init_keras)):
-        if path is not None:
-            _, cfg = read_weights(option, path, cfg, hidden_given)
-            hidden_given = True  # a second file must match the first
+        if path is not None:  # at most one of the two (check_flags)
+            _, cfg = read_weights(option, path, cfg, "hidden" in given(args))
     prepare(cfg, args.out)
     if not keras_available():
         raise ValueError("compare needs Keras: install the 'keras' extra (pip install '.[keras]')")
