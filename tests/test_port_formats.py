@@ -635,24 +635,43 @@ def test_damaged_string_type_crashes_hdf5_not_us(tmp_path):
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0, r.stderr[-500:]
-    assert r.stdout.startswith(f"{path}: HDF5 failed reading the file's attributes"), r.stdout
+    assert r.stdout.startswith(f"{path}: HDF5 failed reading the file ("), r.stdout
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="isolation needs fork")
 def test_isolated_reader_limits_time_memory_and_crashes():
-    import time
-
     from torch_rnnsin.port.formats import isolated
 
-    assert isolated(sorted, [3, 1, 2]) == [1, 2, 3]
+    meta, arrays = isolated(some_arrays, 3)
+    assert meta == {"n": 3}
+    for a, b in zip(arrays, some_arrays(3)[1], strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
     with pytest.raises(ValueError, match="too long"):
-        isolated(time.sleep, 30, timeout=0.5)
+        isolated(sleeps, timeout=0.5)
     with pytest.raises(ValueError, match="MemoryError"):
-        isolated(bytearray, 8 << 30)
-    with pytest.raises(ValueError, match="failed reading the file"):
+        isolated(allocates)
+    with pytest.raises(ValueError, match="signal 9"):
         isolated(killed)
     with pytest.raises(ValueError, match="^bad$"):
         isolated(raise_value_error)
+    with pytest.raises(ValueError, match="not a real number type"):
+        isolated(some_arrays, 1, "c8")  # what comes back is checked like a file
+
+
+def some_arrays(n: int, dtype: str = "f4"):
+    rng = np.random.default_rng(n)
+    arrays = [rng.standard_normal((i + 1, 2)).astype(dtype) for i in range(n)]
+    return {"n": n}, [*arrays, np.arange(5, dtype=">i8"), np.zeros((0, 3))]
+
+
+def sleeps():
+    import time
+
+    time.sleep(30)
+
+
+def allocates():
+    return {}, [np.ones(8 << 30, np.uint8)]
 
 
 def raise_value_error():

@@ -479,56 +479,93 @@ def limit_memory(extra: int = 1 << 30) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (now + extra, now + extra))
 
 
-def isolated(fn, *args, timeout: float = 60.0):
-    """``fn(*args)`` (JSON-able) run in a forked child with a time and memory limit.
+def isolated(fn, *args, timeout: float = 120.0) -> tuple[object, list[np.ndarray]]:
+    """``fn(*args)`` -> (JSON-able, arrays), run in a forked child with time and memory limits.
 
-    HDF5 reads a variable-length string through a descriptor it trusts: a damaged one can
-    make it allocate gigabytes or loop for ever. A child that runs out of time or memory,
-    or crashes, is one clean ValueError here. Without fork (Windows) it runs in-process."""
+    HDF5 trusts what it reads: fuzzing found damaged files that make it loop for ever
+    (in a string's heap, in a group's links), allocate gigabytes for one string, or crash.
+    In a child, any of these is one clean ValueError here. The child sends back a JSON
+    header and the arrays' raw bytes, checked like any file. Without fork (Windows) ``fn``
+    runs in this process."""
     if not hasattr(os, "fork"):
         return fn(*args)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        try:
-            os.close(r)
-            limit_memory()
-            msg = {"ok": fn(*args)}
-        except ValueError as e:
-            msg = {"error": one_line(e)}
-        except BaseException as e:
-            msg = {"error": f"{type(e).__name__}: {one_line(e)}"}
-        try:
-            os.write(w, json.dumps(msg).encode())  # small: pipes take it whole, or in parts
-        finally:
-            os._exit(0)
+        os.close(r)
+        child_run(w, fn, args)
     os.close(w)
-    data, deadline = b"", time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
+    data = bytearray()
     try:
-        with os.fdopen(r, "rb", buffering=0) as f:
-            while chunk := wait_read(f, deadline):
-                data += chunk
-                if len(data) > 4 * MAX_JSON_BYTES:
-                    raise ValueError("HDF5 returned too much text")
+        while chunk := wait_read(r, deadline):
+            data += chunk
+            if len(data) > MAX_BYTES + 4 * MAX_JSON_BYTES:
+                raise ValueError("the HDF5 reader sent more than the size limits allow")
     except ValueError:
         os.kill(pid, signal.SIGKILL)
         raise
     finally:
+        os.close(r)
         _, status = os.waitpid(pid, 0)
-    if not data:
+    if os.WIFSIGNALED(status) or len(data) < 8:
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {status}"
-        raise ValueError(f"HDF5 failed reading the file's attributes (it ended with {how})")
-    msg = parse_json(data, "HDF5's answer")
-    if "error" in msg:
-        raise ValueError(msg["error"])
-    return msg["ok"]
+        raise ValueError(f"HDF5 failed reading the file (its reader ended with {how})")
+    return child_answer(data)
 
 
-def wait_read(f, deadline: float) -> bytes:
+def child_run(w: int, fn, args) -> None:
+    """In the forked child: run, send (header, raw arrays) down ``w``, exit."""
+    try:
+        try:
+            limit_memory(2 * MAX_BYTES)
+            meta, arrays = fn(*args)
+            arrays = [np.ascontiguousarray(a) for a in arrays]
+            head = {"ok": meta, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}
+        except ValueError as e:
+            head, arrays = {"error": one_line(e)}, []
+        except BaseException as e:
+            head, arrays = {"error": f"{type(e).__name__}: {one_line(e)}"}, []
+        text = json.dumps(head).encode()
+        write_all(w, len(text).to_bytes(8, "little") + text)
+        for a in arrays:
+            write_all(w, memoryview(a).cast("B"))
+    finally:
+        os._exit(0)
+
+
+def write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def wait_read(fd: int, deadline: float) -> bytes:
     left = deadline - time.monotonic()
-    if left <= 0 or not select.select([f], [], [], left)[0]:
-        raise ValueError("HDF5 took too long reading the file's attributes")
-    return f.read(1 << 16)
+    if left <= 0 or not select.select([fd], [], [], left)[0]:
+        raise ValueError("HDF5 took too long reading the file")
+    return os.read(fd, 1 << 20)
+
+
+def child_answer(data: bytearray) -> tuple[object, list[np.ndarray]]:
+    """The child's header and arrays, every size and dtype checked."""
+    n = int.from_bytes(data[:8], "little")
+    if n > 4 * MAX_JSON_BYTES or 8 + n > len(data):
+        raise ValueError("the HDF5 reader's answer is cut short")
+    head = parse_json(bytes(data[8 : 8 + n]), "the HDF5 reader's answer")
+    if not isinstance(head, dict) or "error" in head:
+        raise ValueError(str(head.get("error")) if isinstance(head, dict) else "bad answer")
+    arrays, at = [], 8 + n
+    for dtype, shape in head["arrays"]:
+        dtype = check_dtype(np.dtype(str(dtype)), "an array from the HDF5 reader")
+        count = math.prod(int(d) for d in shape)
+        if at + count * dtype.itemsize > len(data):
+            raise ValueError("the HDF5 reader's answer is cut short")
+        arrays.append(np.frombuffer(data, dtype, count, at).reshape(shape))
+        at += count * dtype.itemsize
+    if at != len(data):
+        raise ValueError("the HDF5 reader's answer has trailing bytes")
+    return head["ok"], arrays
 
 
 def legacy_strings(h5, whole: bool) -> dict:
@@ -562,6 +599,43 @@ def legacy_weights(
             raise ValueError(f"weights for layer {name!r}, which the architecture does not have")
         weights[name] = arrays
     return weights
+
+
+def h5_read(source: Path | bytes, arch: dict | None) -> tuple[dict, list[np.ndarray]]:
+    """Everything taken from one HDF5 file (run ``isolated``): ({"config", "dialect",
+    "layers": [[name, number of arrays], ...]}, the arrays in that order). ``arch``: the
+    architecture, for a weights-only file; None: the file must hold its own."""
+    with open_h5(source) as h5:
+        whole = h5_has(h5, "model_weights")  # a whole model, legacy layout
+        if whole and arch is not None:
+            raise ValueError("this .h5 holds its own architecture; --arch is not needed")
+        if not whole and arch is None:
+            raise ValueError(
+                "a weights-only file: the architecture is needed too "
+                "(--arch with a .keras or a config .json)"
+            )
+        budget = Budget()
+        if not whole and "layer_names" not in h5.attrs and "layer_names0" not in h5.attrs:
+            config, weights, dialect = arch, keras3_weights(h5, arch, budget), "keras3"
+        else:
+            strings = legacy_strings(h5, whole)
+            config = parse_json(strings["model_config"], "model_config") if whole else arch
+            names = {layer_name(layer) for layer in config_layers(config)}
+            root = h5_child(h5, "model_weights", "the file") if whole else h5
+            weights = legacy_weights(root, strings["layers"], names, budget)
+            dialect = "keras3-h5" if strings["keras_version"].startswith("3.") else "keras2-h5"
+    meta = {
+        "config": config,
+        "dialect": dialect,
+        "layers": [[k, len(v)] for k, v in weights.items()],
+    }
+    return meta, [a for v in weights.values() for a in v]
+
+
+def h5_config(path: Path) -> tuple[str, list]:
+    """A legacy .h5's model_config text (run ``isolated``)."""
+    with open_h5(path) as h5:
+        return h5_text(h5, "model_config", "the file"), []
 
 
 # Sub-objects of a layer in get_weights() order; anything else follows, sorted by name.
@@ -645,9 +719,7 @@ def read_arch(arch: str | os.PathLike | dict) -> dict:
         elif name.endswith(".json"):
             config = parse_json(path.read_bytes(), "the architecture")
         elif name.endswith((".h5", ".hdf5")):
-            with open_h5(path) as h5:
-                text = isolated(h5_text, h5, "model_config", "the file")
-                config = parse_json(text, "model_config")
+            config = parse_json(isolated(h5_config, path)[0], "model_config")
         else:
             raise ValueError("an architecture is a .keras, a legacy .h5 or a config .json")
         config_layers(config)
@@ -681,7 +753,6 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = 
     path = check_file(path)
     name = path.name.lower()
     arch_config = read_arch(arch) if arch is not None else None
-    budget = Budget()
     with reading(path, "Keras model file"):
         if name.endswith(".keras"):
             if arch_config is not None:
@@ -696,30 +767,16 @@ def read_keras(path: str | os.PathLike, arch: str | os.PathLike | dict | None = 
                     )
                 data = zip_read(z, members["model.weights.h5"])
                 dialect = keras_zip_dialect(z, members)
-            with open_h5(data) as h5:
-                weights = keras3_weights(h5, config, budget)
-            return KerasFile(config, weights, dialect, str(path))
-        if not name.endswith((".h5", ".hdf5")):
+            meta, arrays = isolated(h5_read, data, config)
+            meta["dialect"] = dialect
+        elif name.endswith((".h5", ".hdf5")):
+            meta, arrays = isolated(h5_read, path, arch_config)
+        else:
             raise ValueError("unknown Keras file type; expected .keras, .h5 or .weights.h5")
-        with open_h5(path) as h5:
-            whole = h5_has(h5, "model_weights")  # a whole model, legacy layout
-            if whole and arch_config is not None:
-                raise ValueError("this .h5 holds its own architecture; --arch is not needed")
-            if not whole and arch_config is None:
-                raise ValueError(
-                    "a weights-only file: the architecture is needed too "
-                    "(--arch with a .keras or a config .json)"
-                )
-            if not whole and "layer_names" not in h5.attrs and "layer_names0" not in h5.attrs:
-                weights = keras3_weights(h5, arch_config, budget)
-                return KerasFile(arch_config, weights, "keras3", str(path))
-            strings = isolated(legacy_strings, h5, whole)
-            config = parse_json(strings["model_config"], "model_config") if whole else arch_config
-            names = {layer_name(layer) for layer in config_layers(config)}
-            root = h5_child(h5, "model_weights", "the file") if whole else h5
-            weights = legacy_weights(root, strings["layers"], names, budget)
-            dialect = "keras3-h5" if strings["keras_version"].startswith("3.") else "keras2-h5"
-            return KerasFile(config, weights, dialect, str(path))
+        weights, at = {}, 0
+        for layer, n in meta["layers"]:
+            weights[layer], at = arrays[at : at + n], at + n
+        return KerasFile(meta["config"], weights, meta["dialect"], str(path))
 
 
 # --- writing Keras 3 files ---------------------------------------------------------------
