@@ -4,10 +4,9 @@ Keras 2 ``.h5``, the lesson's ``.npz``, and torch ``.safetensors`` / ``.pt``.
 Nothing here imports Keras or TensorFlow, unpickles, runs code from a file, or follows an
 HDF5 link out of the file. Every size is checked before it is read (zip members' declared
 sizes, ``.npy`` headers, HDF5 dataset shapes), so a small file that claims gigabytes is
-refused up front; so is an HDF5 global heap that would send HDF5 itself into an endless
-loop, and the strings of a legacy .h5 (which HDF5 reads through descriptors it trusts) are
-read in a forked child with time and memory limits, so that a damaged one that makes HDF5
-loop, allocate gigabytes or crash is a clean refusal. A bad file gives one ``ValueError``
+refused up front. HDF5 files are read in a forked child with time and memory limits:
+fuzzing found damaged files on which HDF5 itself loops for ever, allocates gigabytes or
+crashes, and each of these is then a clean refusal. A bad file gives one ``ValueError``
 naming the path and what is wrong; a missing one a ``FileNotFoundError``.
 
 Where the arrays of a Keras layer live (user layer ``lstm_7``, say, an LSTM):
