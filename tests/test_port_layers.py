@@ -437,3 +437,11 @@ def test_merge_mode_none_must_be_last():
         ValueError, match=r"Dense 'd': follows Bidirectional 'bi' with merge_mode=None"
     ):
         build_model(sequential(F, bi, layer("Dense", "d", units=1)))
+
+
+@pytest.mark.parametrize("shape", [[None, 5], [None, 5, 0], [None, "t", 2], [None, 5, True]])
+def test_input_shape_must_be_batch_time_features(shape):
+    cfg = sequential(F, layer("Dense", "d", units=1))
+    cfg["config"]["layers"][0]["config"]["batch_shape"] = shape
+    with pytest.raises(ValueError, match=r"InputLayer 'input_layer': batch_shape=.*\(batch, time"):
+        build_model(cfg)

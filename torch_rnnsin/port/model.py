@@ -193,7 +193,12 @@ def _input_shape(cls: str, name: str, cfg: dict):
     shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
     if shape is None:
         return None
-    if not isinstance(shape, list) or len(shape) != 3 or not isinstance(shape[2], int):
+
+    def size(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    ok = isinstance(shape, list) and len(shape) == 3 and size(shape[2])
+    if not ok or not (shape[1] is None or size(shape[1])):
         raise L.refuse(cls, name, "batch_shape", shape, "inputs of shape (batch, time, features)")
     return (shape[1], shape[2])
 
