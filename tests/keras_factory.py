@@ -158,6 +158,39 @@ SPECS: list[dict] = [
         for act in ("elu", "selu", "softplus", "softsign", "swish", "silu", "gelu", "exponential")
     ],
     case("act_layer", 2, rnn("LSTM", 3, **RS), {"kind": "Activation", "activation": "softplus"}),
+    case("gru_nobias", 2, rnn("GRU", 3, use_bias=False), dense(1)),
+    case("grurb_nobias", 2, rnn("GRU", 3, **RB, use_bias=False), dense(1)),
+    case(
+        "training_opts",  # initializers, regularizers, constraints: no effect on predict
+        2,
+        rnn(
+            "LSTM",
+            3,
+            unit_forget_bias=False,
+            kernel_regularizer="l2",
+            recurrent_constraint="max_norm",
+        ),
+        dense(1, bias_regularizer="l1", kernel_initializer="zeros"),
+    ),
+    case(
+        "noise_layers",  # identity at inference
+        2,
+        rnn("LSTM", 3, **RS),
+        {"kind": "GaussianNoise", "stddev": 0.5},
+        {"kind": "GaussianDropout", "rate": 0.3},
+        {"kind": "AlphaDropout", "rate": 0.2},
+        {"kind": "ActivityRegularization", "l1": 0.1},
+        rnn("GRU", 2),
+        dense(1),
+    ),
+    case(
+        "spatial_dropout",
+        2,
+        rnn("LSTM", 3, **RS),
+        {"kind": "SpatialDropout1D", "rate": 0.3},
+        rnn("GRU", 2),
+        dense(1),
+    ),
     case(
         "lstm_dropout_opts",
         2,
@@ -264,6 +297,15 @@ def _refusal_k3(keras, name: str):
         return keras.Model(inp, [L.Dense(1, name="head_a")(h), L.Dense(1, name="head_b")(h)])
     if name == "lstm_relu":
         return seq([inp, L.LSTM(2, activation="relu", name="lstm_relu"), L.Dense(1)])
+    if name == "rnn_cell":  # the generic RNN layer around a cell
+        return seq([inp, L.RNN(L.LSTMCell(2), name="rnn_of_cell"), L.Dense(1)])
+    if name == "return_state":
+        out, h, c = L.LSTM(3, return_state=True, name="lstm_rs")(inp)
+        return keras.Model(inp, L.Dense(1)(out))
+    if name == "layer_norm":
+        return seq(
+            [inp, L.LSTM(2, return_sequences=True), L.LayerNormalization(name="ln"), L.Dense(1)]
+        )
     if name == "dense_float16":
         return seq([inp, L.LSTM(2), L.Dense(1, dtype="float16", name="head_f16")])
     raise KeyError(name)
@@ -291,6 +333,9 @@ REFUSALS: dict[str, tuple[str, str, str | None]] = {
     "branching": ("LSTM|Dense", "trunk|head_a|head_b", None),  # where it branches
     "lstm_relu": ("LSTM", "lstm_relu", "activation"),
     "dense_float16": ("Dense", "head_f16", "dtype"),
+    "rnn_cell": ("RNN", "rnn_of_cell", None),
+    "return_state": ("LSTM", "lstm_rs", "return_state"),
+    "layer_norm": ("LayerNormalization", "ln", None),
     "k2_hard_sigmoid": ("LSTM", "lstm_hs", "recurrent_activation"),
     "k2_time_major": ("LSTM", "lstm_tm", "time_major"),
 }
