@@ -91,7 +91,8 @@ def _bidi_cases() -> list[dict]:
 
 
 SPECS: list[dict] = [
-    # SimpleRNN
+    # SimpleRNN (the lesson's model first: one feature, one unit, five weights)
+    case("lesson", 1, rnn("SimpleRNN", 1), dense(1)),
     case("srnn_tanh", 1, rnn("SimpleRNN", 3), dense(1)),
     case("srnn_relu", 2, rnn("SimpleRNN", 3, activation="relu"), dense(1)),
     case("srnn_nobias", 2, rnn("SimpleRNN", 3, use_bias=False), dense(1, use_bias=False)),

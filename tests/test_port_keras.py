@@ -230,7 +230,7 @@ def test_state_carried_between_chunks(keras_models, name):
     assert_close(joined, full, f"{name}: chunks vs one call", tol=1e-6)
     assert_close([y1, y2], list(c.state), f"{name}: chunks vs Keras stateful")
     fresh = torch_out(model, x2)  # the second chunk from a zero state: the state matters
-    assert np.max(np.abs(fresh - c.state[1])) > 1e-3, f"{name}: state has no effect"
+    assert np.max(np.abs(fresh - c.state[1])) > 10 * TOL, f"{name}: state has no effect"
     # a zero state is the same as no state
     zeros = [torch.zeros_like(s) for s in s1]
     assert_close(torch_out(model, x1, state=zeros), y1, f"{name}: zero state", tol=0.0)
