@@ -54,11 +54,18 @@ def layer_outputs(model, x: np.ndarray) -> tuple[list[str], list[list[np.ndarray
     """Every layer's output (InputLayer left out), in order, from one Keras call."""
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     K = sys.modules[type(model).__module__.split(".")[0]]
-    probe = K.Model(model.inputs, [layer.output for layer in layers])
-    outs = probe.predict(x, verbose=0)
-    if len(layers) == 1:
-        outs = [outs]
-    parts = [list(o) if isinstance(o, list | tuple) else [o] for o in outs]
+    outputs, counts = [], []
+    for layer in layers:  # a Bidirectional with merge_mode=None has two outputs
+        out = layer.output
+        out = list(out) if isinstance(out, list | tuple) else [out]
+        outputs += out
+        counts.append(len(out))
+    flat = K.Model(model.inputs, outputs).predict(x, verbose=0)
+    flat = list(flat) if isinstance(flat, list | tuple) else [flat]
+    parts, i = [], 0
+    for n in counts:
+        parts.append([np.asarray(a) for a in flat[i : i + n]])
+        i += n
     return [f"{type(layer).__name__} {layer.name!r}" for layer in layers], parts
 
 

@@ -130,7 +130,11 @@ def test_dense_heads_and_activations(activation, wrapper, x):
 
 def test_identity_layers_do_nothing(x):
     names = ["Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout"]
-    opts = {"Dropout": {"rate": 0.5}, "GaussianNoise": {"stddev": 1.0}}
+    opts = {
+        "Dropout": {"rate": 0.5},
+        "SpatialDropout1D": {"rate": 0.2, "noise_shape": None},  # as Keras 2 writes it
+        "GaussianNoise": {"stddev": 1.0},
+    }
     cfg = sequential(
         F,
         *(layer(n, f"l{i}", **opts.get(n, {})) for i, n in enumerate(names)),

@@ -24,9 +24,9 @@ RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 # Layers that are the identity at inference, with the options they may carry.
 PASSTHROUGH = {
     "Dropout": {"rate", "noise_shape", "seed"},
-    "SpatialDropout1D": {"rate", "seed"},
+    "SpatialDropout1D": {"rate", "noise_shape", "seed"},  # Keras 2 writes noise_shape
     "GaussianNoise": {"stddev", "seed"},
-    "GaussianDropout": {"rate", "seed"},
+    "GaussianDropout": {"rate", "noise_shape", "seed"},
     "AlphaDropout": {"rate", "noise_shape", "seed"},
     "ActivityRegularization": {"l1", "l2"},
 }
