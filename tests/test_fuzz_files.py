@@ -137,7 +137,7 @@ def check_clean(kind: str, path: Path, arch: Path) -> None:
 
 
 KINDS = ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None)
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
 
 @pytest.mark.keras

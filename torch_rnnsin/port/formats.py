@@ -22,6 +22,7 @@ Where the arrays of a Keras layer live (user layer ``lstm_7``, say, an LSTM):
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import math
@@ -488,6 +489,10 @@ def isolated(fn, *args, timeout: float = 120.0) -> tuple[object, list[np.ndarray
     runs in this process."""
     if not hasattr(os, "fork"):
         return fn(*args)
+    import resource  # noqa: F401  imported once here, not again in every child
+
+    import h5py  # noqa: F401
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -515,6 +520,7 @@ def isolated(fn, *args, timeout: float = 120.0) -> tuple[object, list[np.ndarray
 
 def child_run(w: int, fn, args) -> None:
     """In the forked child: run, send (header, raw arrays) down ``w``, exit."""
+    gc.disable()  # a collection would touch, and so copy, every page shared with the parent
     try:
         try:
             limit_memory(2 * MAX_BYTES)
