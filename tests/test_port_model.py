@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from port_helpers import keras_arrays, layer, np_recurrent, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
@@ -180,3 +182,35 @@ def test_against_keras_and_back(keras3, tmp_path, which):
     m2 = keras.models.model_from_json(json.dumps(model.keras_config()))
     m2.load_weights(tmp_path / "back.weights.h5")
     assert np.abs(m2.predict(x, verbose=0) - want).max() <= 1e-5
+
+
+@st.composite
+def forward_stacks(draw):
+    kinds = st.sampled_from(
+        [
+            ("SimpleRNN", {}),
+            ("SimpleRNN", {"activation": "relu"}),
+            ("LSTM", {}),
+            ("GRU", {}),
+            ("GRU", {"reset_after": False}),
+        ]
+    )
+    layers = [
+        (k, draw(st.integers(1, 5)), o) for k, o in draw(st.lists(kinds, min_size=1, max_size=3))
+    ]
+    return layers, draw(st.booleans()), draw(st.integers(1, 4)), draw(st.integers(2, 12))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(forward_stacks(), st.data())
+def test_any_forward_stack_continues_from_its_state(case, data):
+    spec, rs_last, B, T = case
+    model = stack(spec, rs_last=rs_last, seed=T)
+    split = data.draw(st.integers(1, T - 1))
+    x = torch.from_numpy(np.random.default_rng(T).normal(size=(B, T, F)).astype(np.float32))
+    with torch.no_grad():
+        full = model(x)
+        y1, s1 = model(x[:, :split], return_state=True)
+        y2 = model(x[:, split:], state=s1)
+    got = torch.cat([y1, y2], dim=1) if rs_last else y2
+    assert (got - full).abs().max() <= 1e-6
