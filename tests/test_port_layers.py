@@ -143,6 +143,9 @@ def test_identity_layers_do_nothing(x):
     model = build_model(cfg, {})
     model.train()  # identity even in training mode: the port is inference
     assert np.array_equal(run(model, x), x)
+    spatial = model.keras_config()["config"]["layers"][2]
+    assert spatial["class_name"] == "SpatialDropout1D"
+    assert spatial["config"] == {"name": "l1", "rate": 0.2}  # Keras 3 takes no noise_shape
 
 
 # --- the tables ------------------------------------------------------------------------------

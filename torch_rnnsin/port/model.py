@@ -21,14 +21,15 @@ from .modules import Bidirectional, Dense, Passthrough, Recurrent
 
 ARCH_FORMAT = "torch_rnnsin.port"
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
-# Layers that are the identity at inference, with the options they may carry.
+# Layers that are the identity at inference: the options they may carry, and (first) the
+# ones written back, those Keras 3 accepts.
 PASSTHROUGH = {
-    "Dropout": {"rate", "noise_shape", "seed"},
-    "SpatialDropout1D": {"rate", "noise_shape", "seed"},  # Keras 2 writes noise_shape
-    "GaussianNoise": {"stddev", "seed"},
-    "GaussianDropout": {"rate", "noise_shape", "seed"},
-    "AlphaDropout": {"rate", "noise_shape", "seed"},
-    "ActivityRegularization": {"l1", "l2"},
+    "Dropout": ({"rate", "noise_shape", "seed"}, set()),
+    "SpatialDropout1D": ({"rate", "seed"}, {"noise_shape"}),  # Keras 2 writes noise_shape
+    "GaussianNoise": ({"stddev", "seed"}, set()),
+    "GaussianDropout": ({"rate", "seed"}, {"noise_shape"}),
+    "AlphaDropout": ({"rate", "noise_shape", "seed"}, set()),
+    "ActivityRegularization": ({"l1", "l2"}, set()),
 }
 SUPPORTED = (
     "InputLayer, SimpleRNN, LSTM, GRU, Bidirectional, Dense, TimeDistributed(Dense), "
@@ -254,8 +255,9 @@ def make_block(cls: str, name: str, cfg: dict, F: int, ndim: int):
         act = L.option(cls, name, cfg, "activation", None, allowed=L.DENSE_ACTIVATIONS)
         return Passthrough(cls, name, {"activation": act}, act, F), F, ndim
     if cls in PASSTHROUGH:
-        L.check_options(cls, name, cfg, PASSTHROUGH[cls] | {"name"})
-        kept = {k: v for k, v in cfg.items() if k in PASSTHROUGH[cls]}
+        written, dropped = PASSTHROUGH[cls]
+        L.check_options(cls, name, cfg, written | dropped | {"name"})
+        kept = {k: v for k, v in cfg.items() if k in written}
         return Passthrough(cls, name, kept, "linear", F), F, ndim
     raise ValueError(f"{cls} {name!r}: layer class {cls} is not supported (supported: {SUPPORTED})")
 
