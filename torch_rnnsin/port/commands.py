@@ -26,7 +26,10 @@ def add_port_arguments(p: argparse.ArgumentParser) -> None:
         help="architecture for a bare .weights.h5: a .keras or config .json",
     )
     p.add_argument(
-        "--check", action="store_true", help="run Keras on IN and torch on OUT; exit 1 above 1e-5"
+        "--check",
+        action="store_true",
+        help="run Keras on the Keras side and torch on the other, layer by layer and in two "
+        "chunks with the state; exit 1 above 1e-5 (OUT is then not written)",
     )
 
 
