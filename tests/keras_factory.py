@@ -13,10 +13,12 @@ inputs, and saved in every layout a user may hold:
                    counters (lstm_3, dense_7) since many models share one process
     k2_old_names   the same file with its cells named as older Keras 2 releases named
                    them, with counters too (lstm_3/lstm_cell_9/kernel:0)
+    k2_weights+json  Keras 2 model.save_weights("w.h5") with model.to_json()
 
 Forward unidirectional cases also get a Keras stateful twin (stateful=True, same
-weights) that predicts the inputs in two chunks. The reference outputs are Keras 3's
-default (graph) predict; the stateful twin and Keras 2 run predict eagerly. Keras is
+weights) that predicts the inputs in two chunks. Predictions run eagerly (the same
+predict loop, without tracing a graph: ~5 times cheaper), and a few cases also record
+Keras 3's default traced predict to show that the two agree. Keras is
 started once per API: the Keras 3 and Keras 2 halves run as two subprocesses side by
 side, and the result is a folder with one manifest per half and one .npz per case and
 half. Models the port must refuse (REFUSALS) are saved there too, and one model whose
@@ -41,7 +43,15 @@ import numpy as np
 
 B, T, SPLIT = 3, 7, 3  # batch, length, first chunk's length for the state checks
 SCALE = 0.8
-LAYOUTS = ("keras", "weights+keras", "weights+json", "legacy_h5", "k2_h5", "k2_old_names")
+LAYOUTS = (
+    "keras",
+    "weights+keras",
+    "weights+json",
+    "legacy_h5",
+    "k2_h5",
+    "k2_old_names",
+    "k2_weights+json",
+)
 RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 
 
@@ -200,6 +210,11 @@ SPECS: list[dict] = [
         dense(1),
     ),
 ]
+
+
+# Keras's default predict traces a graph (~0.2 s a model): the references are its eager
+# predict, and these cases check that both agree.
+GRAPH_CHECKED = ("lesson", "lstm", "gru", "grurb_back_seq", "bidi_lstm_none_seq", "stack_deep")
 
 
 def is_forward(spec: dict) -> bool:
@@ -362,7 +377,10 @@ def build_k3(out: Path) -> dict:
         (d / "config.json").write_text(model.to_json())
         model.save(d / "legacy.h5")
         x = inputs_of(spec)
-        arrays = {"x": x, **{f"y{i}": y for i, y in enumerate(predict(model, x))}}
+        arrays = {"x": x}
+        if spec["name"] in GRAPH_CHECKED:  # Keras's default, traced predict
+            arrays.update({f"g{i}": y for i, y in enumerate(predict(model, x))})
+        arrays.update({f"y{i}": y for i, y in enumerate(predict(eager(model), x))})
         if is_forward(spec):
             twin = eager(build_model(keras, spec, stateful=True))
             twin.set_weights(weights)
@@ -402,6 +420,8 @@ def build_k2(out: Path) -> dict:
         weights = random_weights(model, seed_of(spec["name"]))  # same shapes, same weights
         model.set_weights(weights)
         model.save(d / "k2.h5")
+        model.save_weights(d / "k2_weights.h5")
+        (d / "k2_config.json").write_text(model.to_json())
         cells = with_counted_cells(d / "k2.h5", d / "k2_old_names.h5", cells)
         x = inputs_of(spec)
         y2 = predict(eager(model), x)
@@ -467,6 +487,7 @@ class KerasCase:
     y_k2: list[np.ndarray]  # Keras 2 predict of the same weights
     weights: list[np.ndarray]
     state: tuple[np.ndarray, np.ndarray] | None  # stateful twin's outputs on the two chunks
+    y_graph: list[np.ndarray] | None  # Keras 3's traced predict (GRAPH_CHECKED cases)
     k2_layer_names: list[str]
 
     @property
@@ -483,6 +504,7 @@ class KerasCase:
             "legacy_h5": (d / "legacy.h5", None),
             "k2_h5": (d / "k2.h5", None),
             "k2_old_names": (d / "k2_old_names.h5", None),
+            "k2_weights+json": (d / "k2_weights.h5", d / "k2_config.json"),
         }[layout]
 
 
@@ -522,6 +544,7 @@ def load_cases(out: Path) -> dict[str, KerasCase]:
                 y_k2=[a2[f"y{i}"] for i in range(n)],
                 weights=[a3[f"w{i}"] for i in range(sum(k.startswith("w") for k in a3.files))],
                 state=(a3["state_y1"], a3["state_y2"]) if "state_y1" in a3.files else None,
+                y_graph=[a3[f"g{i}"] for i in range(n)] if "g0" in a3.files else None,
                 k2_layer_names=k2_names[name],
             )
     return cases
