@@ -16,6 +16,7 @@ bad input: one line on stderr, exit status 2. Ctrl-C: exit status 130.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from .args import OneLineParser
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return getattr(_module(args.command), f"run_{args.command}")(args)
     except NotImplementedError as e:
         return fail(f"{args.command}: not available yet ({e})")
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except (ValueError, OSError) as e:
         return fail(str(e) or type(e).__name__)
     except KeyboardInterrupt:
