@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..args import number
 from .grid import StudyConfig, validate
 
 DEFAULT_OUT = Path("runs") / "study"
@@ -32,19 +33,6 @@ def _list_of(kind: type):
         return items
 
     parse.__name__ = f"list of {kind.__name__}"
-    return parse
-
-
-def _one(kind: type):
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
-            ) from None
-
-    parse.__name__ = kind.__name__
     return parse
 
 
@@ -69,7 +57,7 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
             metavar = "A,B,…"
         else:
             kind, shown, metavar = (
-                _one(type(default)),
+                number(type(default)),
                 str(default),
                 "N" if type(default) is int else "X",
             )
