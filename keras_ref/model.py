@@ -6,10 +6,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from torch_rnnsin.config import TrainConfig  # noqa: E402
+from torch_rnnsin.config import TrainConfig
 
 DEFAULT = TrainConfig()  # the lesson's reference run: every default below comes from it
 
@@ -47,7 +47,7 @@ def _hidden_size(model: keras.Model) -> int:
 class ResetStatesEachEpoch(keras.callbacks.Callback):
     """Keras 3 has no ``Model.reset_states()``: reset each RNN layer."""
 
-    def on_epoch_begin(self, epoch, logs=None):  # noqa: ANN001
+    def on_epoch_begin(self, epoch, logs=None):
         for layer in self.model.layers:
             if isinstance(layer, keras.layers.RNN):
                 layer.reset_state()

@@ -317,7 +317,7 @@ def _refusal_k3(keras, name: str):
     if name == "rnn_cell":  # the generic RNN layer around a cell
         return seq([inp, L.RNN(L.LSTMCell(2), name="rnn_of_cell"), L.Dense(1)])
     if name == "return_state":
-        out, h, c = L.LSTM(3, return_state=True, name="lstm_rs")(inp)
+        out, h, _c = L.LSTM(3, return_state=True, name="lstm_rs")(inp)
         return keras.Model(inp, L.Dense(1)(out))
     if name == "layer_norm":
         return seq(

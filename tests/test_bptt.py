@@ -32,7 +32,7 @@ def _autograd_reference(weights, x, y, h0, every_step):
     return loss.item(), [g[0].t(), g[1].t(), g[2], g[3].t(), g[4]]
 
 
-@pytest.mark.parametrize("hidden,seq_len,every_step", CASES)
+@pytest.mark.parametrize(("hidden", "seq_len", "every_step"), CASES)
 def test_batched_gradients_equal_autograd(hidden, seq_len, every_step):
     M, B = 3, 17
     rng = np.random.default_rng(seq_len + 10 * hidden)

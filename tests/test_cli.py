@@ -49,22 +49,26 @@ def test_help_and_bad_flags_import_nothing_heavy():
         [sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert "HEAVY []" in r.stdout, r.stdout[-500:] + r.stderr[-500:]
-    assert "--seq-len" in r.stdout and "--init-keras" in r.stdout and "--keras-model" in r.stdout
+    assert "--seq-len" in r.stdout
+    assert "--init-keras" in r.stdout
+    assert "--keras-model" in r.stdout
 
 
 def test_train_writes_every_file(small_run):
     out, r = small_run
-    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    assert {p.name for p in out.iterdir()} >= RUN_FILES
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
     m = json.loads((out / "metrics.json").read_text())
     for key in ("train_loss", "val_loss", "stateless_mse", "stateful_mse", "epochs", "seconds"):
         assert np.isfinite(m[key]), key
     assert m["epochs"] == 30
     lines = (out / "history.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_loss,val_loss" and len(lines) == 31
+    assert lines[0] == "epoch,train_loss,val_loss"
+    assert len(lines) == 31
     w = load_keras_weights(out / "keras_weights.npz")
     assert [a.shape for a in w] == [(1, 1), (1, 1), (1,), (1, 1), (1,)]
-    assert "stateless test MSE" in r.stdout and "stateful test MSE" in r.stdout
+    assert "stateless test MSE" in r.stdout
+    assert "stateful test MSE" in r.stdout
     assert r.stderr.strip() == ""  # quiet when not on a terminal
     for png in ("loss.png", "predictions.png", "hidden.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -87,7 +91,8 @@ def test_init_keras_sets_hidden_size_and_start(tmp_path):
     got = load_keras_weights(out / "keras_weights.npz")
     assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True))  # 0 epochs: unchanged
     m = json.loads((out / "metrics.json").read_text())  # strict JSON: no NaN
-    assert m["train_loss"] is None and m["epochs"] == 0
+    assert m["train_loss"] is None
+    assert m["epochs"] == 0
 
 
 def test_bad_input_from_the_real_entry_point(tmp_path):
@@ -95,11 +100,11 @@ def test_bad_input_from_the_real_entry_point(tmp_path):
     holds every case in-process."""
     out = tmp_path / "out"
     r = run_cli("--seq-len", "0", "--out", str(out))
-    assert r.returncode == 2 and r.stderr.strip() == (
-        "error: --seq-len 0: must be an integer >= 1"
-    ), r.stderr
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "error: --seq-len 0: must be an integer >= 1", r.stderr
     r = run_cli("--hid", "3", "--out", str(out))
-    assert r.returncode == 2 and "unrecognized arguments: --hid" in r.stderr
+    assert r.returncode == 2
+    assert "unrecognized arguments: --hid" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
 
@@ -148,7 +153,9 @@ def test_gpu_where_none_exists_is_a_clean_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; scripts/gpu_check.sh covers it")
     r = run_cli("--accelerator", "gpu", "--out", str(tmp_path / "out"))
-    assert r.returncode == 2 and "--accelerator 'gpu'" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2
+    assert "--accelerator 'gpu'" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -156,7 +163,8 @@ def test_existing_run_is_not_overwritten(small_run, tmp_path):
     out = copy_run(small_run[0], tmp_path / "run")
     before = (out / "metrics.json").read_bytes()
     r = run_cli(*SMALL, "--out", str(out))
-    assert r.returncode == 2 and "--resume" in r.stderr
+    assert r.returncode == 2
+    assert "--resume" in r.stderr
     assert (out / "metrics.json").read_bytes() == before
 
 
@@ -164,7 +172,9 @@ def test_non_finite_loss_exits_1_with_a_clear_message(tmp_path):
     out = tmp_path / "run"
     r = run_cli("--cycles", "60", "--epochs", "5", "--lr", "3e17", "--out", str(out))
     assert r.returncode == 1, r.stderr
-    assert "loss became" in r.stderr and "--lr" in r.stderr and "Traceback" not in r.stderr
+    assert "loss became" in r.stderr
+    assert "--lr" in r.stderr
+    assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (out / "metrics.json").exists()
 

@@ -48,7 +48,7 @@ def fake_keras(shift: float, seen: list):
     return run
 
 
-@pytest.mark.parametrize("shift,code", [(0.0, 0), (5e-5, 1)])
+@pytest.mark.parametrize(("shift", "code"), [(0.0, 0), (5e-5, 1)])
 def test_compare_verdict_both_ways(tmp_path, monkeypatch, capsys, shift, code):
     seen: list = []
     monkeypatch.setattr(compare, "keras_available", lambda: True)
@@ -63,10 +63,12 @@ def test_compare_verdict_both_ways(tmp_path, monkeypatch, capsys, shift, code):
         assert res["max_diff"] == pytest.approx(shift, rel=0.05)
         assert "OVER the tolerance" in stdout
     else:
-        assert res["max_diff"] <= 1e-5 and "within the tolerance" in stdout
+        assert res["max_diff"] <= 1e-5
+        assert "within the tolerance" in stdout
     # Keras was handed every setting, the learning rate included, and nothing else
     (cmd,) = seen
-    assert cmd[cmd.index("--lr") + 1] == "0.05" and "--accelerator" not in cmd
+    assert cmd[cmd.index("--lr") + 1] == "0.05"
+    assert "--accelerator" not in cmd
 
 
 def test_keras_command_spells_out_every_setting():

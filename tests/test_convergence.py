@@ -26,6 +26,7 @@ def test_both_frameworks_learn_the_wave_with_shuffling(kr, tmp_path):
     (X, y), val = make_windows(train, 2), make_windows(test, 2)
     _, hist = kr.train(X, y, val, epochs=EPOCHS, seed=0)
     metrics = train_run(TrainConfig(epochs=EPOCHS), tmp_path / "run", progress=False)
-    assert len(hist["val_loss"]) == EPOCHS and metrics["epochs"] == EPOCHS
+    assert len(hist["val_loss"]) == EPOCHS
+    assert metrics["epochs"] == EPOCHS
     assert hist["val_loss"][-1] < 1e-3, hist["val_loss"][-1]
     assert metrics["val_loss"] < 1e-3

@@ -15,9 +15,12 @@ def test_reference_shapes():
     assert (len(train), len(test)) == (3750, 1251)
     X, y = make_windows(train, 2)
     Xv, yv = make_windows(test, 2)
-    assert X.shape == (3748, 2, 1) and y.shape == (3748, 1)
-    assert Xv.shape == (1249, 2, 1) and yv.shape == (1249, 1)
-    assert X.dtype == np.float32 and y.dtype == np.float32
+    assert X.shape == (3748, 2, 1)
+    assert y.shape == (3748, 1)
+    assert Xv.shape == (1249, 2, 1)
+    assert yv.shape == (1249, 1)
+    assert X.dtype == np.float32
+    assert y.dtype == np.float32
 
 
 def test_clean_wave_formula_and_phase_noise():
@@ -36,7 +39,8 @@ def test_seed_reproducible_and_different():
     a = sine_wave(random_factor=0.2, seed=3)["sin_t"]
     b = sine_wave(random_factor=0.2, seed=3)["sin_t"]
     c = sine_wave(random_factor=0.2, seed=4)["sin_t"]
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
 
 
 def test_windows_content():
@@ -44,7 +48,8 @@ def test_windows_content():
     X, y = make_windows(v, 3)
     assert X.shape == (7, 3, 1)
     for i in range(7):
-        assert np.array_equal(X[i, :, 0], v[i : i + 3]) and y[i, 0] == v[i + 3]
+        assert np.array_equal(X[i, :, 0], v[i : i + 3])
+        assert y[i, 0] == v[i + 3]
 
 
 @pytest.mark.parametrize("seq_len", [0, -3, 10, 2.5])
@@ -71,7 +76,8 @@ def test_stream_chunks_continue_each_other():
     v = np.arange(103, dtype=np.float32)  # 4 streams of 25, 3 leftover points dropped
     X, y = make_stream_chunks(v, seq_len=3, streams=4, targets="last")
     K = (25 - 1) // 3
-    assert X.shape == (K, 4, 3, 1) and y.shape == (K, 4, 1)
+    assert X.shape == (K, 4, 3, 1)
+    assert y.shape == (K, 4, 1)
     for k in range(K):
         for i in range(4):
             start = i * 25 + k * 3
@@ -80,7 +86,8 @@ def test_stream_chunks_continue_each_other():
     # sample i of batch k+1 continues sample i of batch k
     assert np.array_equal(X[1, :, 0, 0], X[0, :, -1, 0] + 1)
     Xs, ys = make_stream_chunks(v, 3, 4, targets="seq")
-    assert np.array_equal(Xs, X) and ys.shape == (K, 4, 3, 1)
+    assert np.array_equal(Xs, X)
+    assert ys.shape == (K, 4, 3, 1)
     assert np.array_equal(ys[..., 0], X[..., 0] + 1)
 
 
@@ -108,9 +115,11 @@ def test_windows_property(values, seq_len):
         return
     X, y = make_windows(values, seq_len)
     v32 = values.astype(np.float32)
-    assert X.shape == (n - seq_len, seq_len, 1) and y.shape == (n - seq_len, 1)
+    assert X.shape == (n - seq_len, seq_len, 1)
+    assert y.shape == (n - seq_len, 1)
     i = np.arange(n - seq_len)
-    assert np.array_equal(X[:, 0, 0], v32[i]) and np.array_equal(X[:, -1, 0], v32[i + seq_len - 1])
+    assert np.array_equal(X[:, 0, 0], v32[i])
+    assert np.array_equal(X[:, -1, 0], v32[i + seq_len - 1])
     assert np.array_equal(y[:, 0], v32[i + seq_len])
 
 
@@ -121,7 +130,7 @@ def test_stream_chunks_property(n, seq_len, streams):
     v = np.arange(n, dtype=np.float32)
     S = n // streams
     if streams > n or (S - 1) // seq_len < 1:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="leave no chunk of seq_len"):
             make_stream_chunks(v, seq_len, streams)
         return
     X, y = make_stream_chunks(v, seq_len, streams, targets="last")
@@ -139,4 +148,5 @@ def test_wave_parts_is_the_split_noisy_series():
 
     tr, te = wave_parts(10, 40, 0.3, 5, 0.25)
     want = split_series(sine_wave(10, 40, 0.3, seed=5)["sin_t"].to_numpy(), 0.25)
-    assert np.array_equal(tr, want[0]) and np.array_equal(te, want[1])
+    assert np.array_equal(tr, want[0])
+    assert np.array_equal(te, want[1])

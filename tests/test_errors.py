@@ -117,7 +117,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv,named", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+@pytest.mark.parametrize(("argv", "named"), CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
 def test_bad_input(capsys, tmp_path, monkeypatch, files, argv, named):
     monkeypatch.setattr(config, "available_memory", lambda: 8 * 2**30)
     if argv[0] == "compare" and "/proc/x" in argv:  # the folder is made after Keras is found
@@ -134,7 +134,8 @@ def test_memory_estimate_is_given_up_front(capsys, tmp_path, monkeypatch):
     line = refused(capsys, tmp_path, monkeypatch, ["--cycles", "100000000"])
     gib = float(line.split("about ")[1].split(" GiB")[0])
     est = config.estimate_bytes(config.TrainConfig(cycles=100_000_000)) / 2**30
-    assert gib == pytest.approx(est, abs=0.1) and gib > 50  # 10**9 points: tens of GiB
+    assert gib == pytest.approx(est, abs=0.1)
+    assert gib > 50
     assert "8.0 GiB are available" in line
     # the reference run is far below any machine's memory
     assert config.estimate_bytes(config.TrainConfig()) < 50 * 2**20
@@ -158,7 +159,9 @@ def test_out_with_files_of_a_user_is_refused_and_kept(capsys, tmp_path, monkeypa
         for extra in ([], ["--resume"]):
             code = call(["--cycles", "20", "--epochs", "1", "--out", out, *extra])
             err = capsys.readouterr().err
-            assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+            assert code == 2
+            assert "Traceback" not in err
+            assert len(err.strip().splitlines()) == 1
             assert "holds files that are not a run's" in err
     assert sorted(p.name for p in proj.iterdir()) == sorted(
         [
@@ -176,7 +179,8 @@ def test_out_with_files_of_a_user_is_refused_and_kept(capsys, tmp_path, monkeypa
 def test_out_that_is_a_file_is_refused(capsys, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("keep me")
     line = refused(capsys, tmp_path, monkeypatch, ["--out", "file"])
-    assert "is not a folder" in line and (tmp_path / "file").read_text() == "keep me"
+    assert "is not a folder" in line
+    assert (tmp_path / "file").read_text() == "keep me"
 
 
 def test_resume_of_an_empty_or_missing_folder(capsys, tmp_path, monkeypatch):
@@ -228,13 +232,15 @@ def test_checkpoint_Lightning_cannot_restore_is_one_line(capsys, small_run, tmp_
     before = (out / "last.ckpt").read_bytes()
     code = call([*SMALL, "--epochs", "31", "--out", str(out), "--resume"])
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
     assert "cannot resume from it" in err
     assert (out / "last.ckpt").read_bytes() == before
 
 
 @pytest.mark.parametrize(
-    "raised,code,named",
+    ("raised", "code", "named"),
     [
         (ValueError("IN x.keras: layer 'relu' refused\nsecond line"), 2, "layer 'relu' refused"),
         (FileNotFoundError("IN nope.keras: no such file"), 2, "nope.keras"),
@@ -257,7 +263,9 @@ def test_command_errors_become_one_line(capsys, monkeypatch, command, raised, co
     argv = [command, "a", "b"] if command != "inspect" else [command, "a"]
     assert call(argv) == code
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and named in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert named in err
+    assert "Traceback" not in err
 
 
 def test_a_command_that_cannot_load_does_not_stop_the_others(capsys, monkeypatch):

@@ -351,7 +351,8 @@ def test_missing_onnx_is_one_line_naming_the_extra(missing, monkeypatch):
     with pytest.raises(OnnxMissingError) as e:
         require_onnx()
     assert isinstance(e.value, ValueError)  # the CLI's one-line exit 2
-    assert f"'{missing}'" in str(e.value) and "'onnx' extra" in str(e.value)
+    assert f"'{missing}'" in str(e.value)
+    assert "'onnx' extra" in str(e.value)
     assert "\n" not in str(e.value)
 
 
@@ -494,7 +495,8 @@ def test_ported_model_onnx_against_keras_and_torch(name, keras_onnx, ort):
     if not model.streamable:  # the file says which layers have no state to carry
         note = sess.get_modelmeta().custom_metadata_map["torch_rnnsin.state"]
         stateless = [b for b in model.layers if not b.streamable]
-        assert stateless and all(f"{b.keras_class} '{b.keras_name}'" in note for b in stateless)
+        assert stateless
+        assert all(f"{b.keras_class} '{b.keras_name}'" in note for b in stateless)
     # batch 1..8 and length 1..50 from the same file, against torch
     rng = np.random.default_rng(7)
     for batch, length in [(1, 1), (8, 50), (5, 13)]:
@@ -522,7 +524,8 @@ def test_ported_model_onnx_chunks_equal_keras_stateful(name, keras_onnx, ort):
     from keras_factory import SPLIT
 
     case, model, path = keras_onnx[name]
-    assert model.streamable and case.state is not None
+    assert model.streamable
+    assert case.state is not None
     sess = session(ort, path)
     zeros = [np.zeros((case.x.shape[0], h), np.float32) for h in model.state_sizes]
     y1, *state = run(sess, case.x[:, :SPLIT], zeros)
@@ -567,6 +570,8 @@ def test_cli_exports_a_keras2_h5_and_refuses_in_one_line(keras_models, tmp_path,
         r = export_cli(*args)
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error:"), lines
+        assert message in lines[0], lines
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras", "m.onnx"]

@@ -133,7 +133,8 @@ def check_clean(kind: str, path: Path, arch: Path) -> None:
         pass
     except ValueError as e:
         msg = str(e)
-        assert "\n" not in msg and str(path) in msg, msg
+        assert "\n" not in msg, msg
+        assert str(path) in msg, msg
 
 
 KINDS = ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]

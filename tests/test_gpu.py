@@ -18,7 +18,7 @@ from torch_rnnsin.training import stateless_epoch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
 
-@pytest.mark.parametrize("hidden,seq_len", [(1, 2), (3, 5)])
+@pytest.mark.parametrize(("hidden", "seq_len"), [(1, 2), (3, 5)])
 def test_cuda_predictions_equal_numpy_witness(hidden, seq_len):
     values = sine_wave(10, 30, 0.2, seed=1)["sin_t"].to_numpy()
     w = random_keras_weights(hidden, seed=hidden)
@@ -53,4 +53,5 @@ def test_lightning_on_gpu(tmp_path):
     m = train_run(
         TrainConfig(cycles=60, epochs=20, accelerator="gpu"), tmp_path / "r", progress=False
     )
-    assert np.isfinite(m["stateless_mse"]) and m["epochs"] == 20
+    assert np.isfinite(m["stateless_mse"])
+    assert m["epochs"] == 20

@@ -35,7 +35,7 @@ def assert_close(a, b, what):
 
 
 @pytest.mark.parametrize(
-    "hidden,seq_len,noise",
+    ("hidden", "seq_len", "noise"),
     [(1, 1, 0.0), (1, 2, 0.0), (1, 5, 0.3), (3, 2, 0.3), (3, 3, 0.0), (3, 10, 0.2)],
 )
 def test_keras_torch_numpy_agree_both_modes(kr, hidden, seq_len, noise):
@@ -191,9 +191,12 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    assert "Keras vs torch" in r.stdout and "within the tolerance" in r.stdout
+    assert "Keras vs torch" in r.stdout
+    assert "within the tolerance" in r.stdout
     res = json.loads((out / "compare.json").read_text())
-    assert res["ok"] and res["max_diff"] <= 1e-5 and len(res["rows"]) == 4
+    assert res["ok"]
+    assert res["max_diff"] <= 1e-5
+    assert len(res["rows"]) == 4
     assert json.loads((out / "keras_metrics.json").read_text())["lr"] == pytest.approx(0.01)
     # the exit-1 path on Keras's own output, one hidden state doctored by 2e-5
     from torch_rnnsin.compare import evaluate
@@ -205,7 +208,8 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     cfg = TrainConfig(cycles=40, epochs=5, hidden=2, noise=0.2, lr=0.01)
     assert evaluate(out, cfg) == 1
     res = json.loads((out / "compare.json").read_text())
-    assert not res["ok"] and res["max_diff"] == pytest.approx(2e-5, rel=0.2)
+    assert not res["ok"]
+    assert res["max_diff"] == pytest.approx(2e-5, rel=0.2)
     # and from a given Keras file (train.py --keras --keras-model is the same command)
     km = kr.define_model(3, hidden=2)
     km.set_weights(random_keras_weights(2, seed=8))
@@ -231,6 +235,7 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "cmp2" / "compare.json").read_text())
-    assert res["ok"] and res["max_diff"] <= 1e-5
+    assert res["ok"]
+    assert res["max_diff"] <= 1e-5
     got = load_keras_weights(tmp_path / "cmp2" / "keras.weights.h5")
     assert all(np.array_equal(a, b) for a, b in zip(got, km.get_weights(), strict=True))

@@ -42,7 +42,8 @@ def test_state_dict_round_trip():
 
 @pytest.mark.parametrize("kw", [{"lr": 0}, {"lr": float("nan")}, {"rho": 1.0}, {"eps": -1}])
 def test_bad_settings(kw):
-    with pytest.raises(ValueError):
+    (option,) = kw
+    with pytest.raises(ValueError, match=f"^{option} must be"):
         KerasRMSprop([torch.nn.Parameter(torch.ones(1))], **kw)
 
 

@@ -39,7 +39,8 @@ def keras_file(tmp_path):
 
 def one_error_line(err: str) -> str:
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
     assert "Traceback" not in err
     return lines[0]
 

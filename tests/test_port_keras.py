@@ -70,7 +70,8 @@ def test_factory_built_every_case_and_keras2_counters(keras_models):
         assert spread > 1e-3, f"{c.name}: outputs hardly depend on the input ({spread:.1e})"
         for layout in LAYOUTS:
             path, arch = c.source(layout)
-            assert path.is_file() and (arch is None or arch.is_file()), (c.name, layout)
+            assert path.is_file(), (c.name, layout)
+            assert arch is None or arch.is_file(), (c.name, layout)
     counted = [
         n for c in cases.values() for n in c.k2_layer_names if n.rsplit("_", 1)[-1].isdigit()
     ]
@@ -123,7 +124,8 @@ def keras_predict(kmodel, x: np.ndarray) -> list[np.ndarray]:
 
 def one_line_error(excinfo) -> str:
     msg = str(excinfo.value)
-    assert msg and "\n" not in msg.strip(), f"not one line: {msg!r}"
+    assert msg, f"not one line: {msg!r}"
+    assert "\n" not in msg.strip(), f"not one line: {msg!r}"
     return msg
 
 
@@ -248,7 +250,7 @@ def test_state_refused_backwards(keras_models, name):
 
     c = keras_models.cases[name]
     model = load_keras_model(c.source("keras")[0])
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ValueError, match="state in/out is not supported") as e:
         torch_out(model, c.x, return_state=True)
     msg = one_line_error(e)
     assert "Bidirectional" in msg or "go_backwards" in msg, msg
@@ -329,7 +331,8 @@ def assert_names_refused(msg: str, name: str) -> None:
 def test_refused_by_api(keras_models, name):
     from torch_rnnsin import load_keras_model
 
-    with pytest.raises(ValueError) as e:
+    layer_names = REFUSALS[name][1]  # 'a|b': either, as a regular expression too
+    with pytest.raises(ValueError, match=layer_names) as e:
         load_keras_model(keras_models.refusal(name))
     assert_names_refused(one_line_error(e), name)
 
@@ -385,7 +388,8 @@ def test_cli_port_check_both_ways(keras_models, keras3, tmp_path):
         line = next((l for l in r.stdout.splitlines() if re.search(rf"\b{layer}\b", l)), None)
         assert line is not None, f"no line for {layer}: {r.stdout}"
         diffs = [float(t) for t in re.findall(r"\d\.\d+e[-+]\d+", line)]
-        assert diffs and max(diffs) <= TOL, line
+        assert diffs, line
+        assert max(diffs) <= TOL, line
     assert_close(torch_out(load_keras_model(pt), c.x), c.y_k2, "port .h5 -> .pt")
 
     r = run_port_cli("port", str(pt), str(back))
@@ -410,7 +414,8 @@ def test_cli_port_weights_with_arch_and_inspect(keras_models, tmp_path):
     assert r.returncode == 0, r.stderr
     for name in keras_layer_names(arch):
         assert name in r.stdout, f"inspect does not list {name}: {r.stdout}"
-    assert "LSTM" in r.stdout and "Bidirectional" in r.stdout, r.stdout
+    assert "LSTM" in r.stdout, r.stdout
+    assert "Bidirectional" in r.stdout, r.stdout
 
 
 def test_cli_check_exits_1_when_keras_and_torch_differ(keras_models, tmp_path):
@@ -420,5 +425,6 @@ def test_cli_check_exits_1_when_keras_and_torch_differ(keras_models, tmp_path):
     r = run_port_cli("port", str(keras_models.root / "big_outputs.keras"), str(out), "--check")
     assert r.returncode == 1, r.stdout + r.stderr
     diffs = [float(t) for t in re.findall(r"\d\.\d+e[-+]\d+", r.stdout)]
-    assert diffs and max(diffs) > TOL, r.stdout
+    assert diffs, r.stdout
+    assert max(diffs) > TOL, r.stdout
     assert not out.exists()

@@ -19,13 +19,16 @@ def test_torch_equals_numpy_witness(hidden, seq_len, noise):
     model = keras_to_torch(w)
     p, h = predict_stateless(model, values, seq_len)
     pn, hn = predict_stateless_numpy(w, values, seq_len)
-    assert p.shape == (len(values),) and h.shape == (len(values), hidden)
-    assert np.isnan(p[:seq_len]).all() and np.isnan(h[:seq_len]).all()
+    assert p.shape == (len(values),)
+    assert h.shape == (len(values), hidden)
+    assert np.isnan(p[:seq_len]).all()
+    assert np.isnan(h[:seq_len]).all()
     np.testing.assert_allclose(p, pn, atol=1e-6, rtol=0)
     np.testing.assert_allclose(h, hn, atol=1e-6, rtol=0)
     p, h = predict_stateful(model, values)
     pn, hn = predict_stateful_numpy(w, values)
-    assert p[0] == np.float32(values[0]) and np.all(h[0] == 0)
+    assert p[0] == np.float32(values[0])
+    assert np.all(h[0] == 0)
     np.testing.assert_allclose(p, pn, atol=1e-6, rtol=0)
     np.testing.assert_allclose(h, hn, atol=1e-6, rtol=0)
 
@@ -34,10 +37,11 @@ def test_modes_differ_and_agree_where_they_must():
     values = sine_wave(10, 20)["sin_t"].to_numpy()
     w = random_keras_weights(2, seed=1)
     model = keras_to_torch(w)
-    sl, hsl = predict_stateless(model, values, seq_len=1)
-    sf, hsf = predict_stateful(model, values)
+    _sl, hsl = predict_stateless(model, values, seq_len=1)
+    _sf, hsf = predict_stateful(model, values)
     # with seq_len 1, the stateless state at t is one step from zero; stateful equals it only at t = 1
-    assert np.allclose(hsl[1], hsf[1]) and not np.allclose(hsl[5:], hsf[5:])
+    assert np.allclose(hsl[1], hsf[1])
+    assert not np.allclose(hsl[5:], hsf[5:])
 
 
 def test_predict_rejects_nan_series():

@@ -67,18 +67,19 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
 def test_resume_refuses_other_settings(small_run, tmp_path):
     out = copy_run(small_run[0], tmp_path / "run")
     r = run_cli(*SMALL, "--seed", "5", "--noise", "0.1", "--out", str(out), "--resume")
-    assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and "noise 0.0 -> 0.1" in r.stderr
+    assert r.returncode == 2
+    assert "seed 0 -> 5" in r.stderr
+    assert "noise 0.0 -> 0.1" in r.stderr
     assert "Traceback" not in r.stderr
     r = run_cli(*SMALL, "--epochs", "10", "--out", str(out), "--resume")
-    assert r.returncode == 2 and "--epochs 10: the checkpoint already holds 30 epochs" in r.stderr
+    assert r.returncode == 2
+    assert "--epochs 10: the checkpoint already holds 30 epochs" in r.stderr
     # a longer run may continue a finished one
     r = run_cli(*SMALL, "--epochs", "33", "--out", str(out), "--resume")  # the last --epochs wins
     assert r.returncode == 0, r.stderr
     history = (out / "history.csv").read_text().splitlines()
-    assert (
-        len(history) == 1 + 33
-        and history[:31] == (small_run[0] / "history.csv").read_text().splitlines()
-    )
+    assert len(history) == 1 + 33
+    assert history[:31] == (small_run[0] / "history.csv").read_text().splitlines()
 
 
 def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(small_run, tmp_path):
@@ -97,7 +98,8 @@ def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(small
 
     torch.save({"x": Boom()}, evil / "last.ckpt")
     r = run_cli("--cycles", "60", "--epochs", "2", "--out", str(evil), "--resume")
-    assert r.returncode == 2 and "not a loadable checkpoint" in r.stderr
+    assert r.returncode == 2
+    assert "not a loadable checkpoint" in r.stderr
     assert not (tmp_path / "pwned").exists()
 
 
@@ -119,7 +121,8 @@ def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, monkeypatch):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert f"--out {out} --resume" in err and "Traceback" not in err
+    assert f"--out {out} --resume" in err
+    assert "Traceback" not in err
     assert not (out / "metrics.json").exists()
     r = run_cli(*FLAGS, "--out", str(out), "--resume")
     assert r.returncode == 0, r.stderr

@@ -82,7 +82,8 @@ def test_a_locked_folder_is_refused_naming_the_writer(tmp_path, monkeypatch, cap
         assert len(err.strip().splitlines()) == 1
         # and from another process
         r = run_cli(*TINY, "--out", str(out))
-        assert r.returncode == 2 and f"pid {os.getpid()}" in r.stderr
+        assert r.returncode == 2
+        assert f"pid {os.getpid()}" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == [PRIVATE]  # nothing written by either
     assert call([*TINY, "--out", str(out)]) == 0  # unlocked, never written: usable
 
@@ -91,8 +92,16 @@ def test_two_runs_with_the_same_out(tmp_path):
     """The second of two processes on one --out exits 2 naming the first, which finishes."""
     out = tmp_path / "run"
     first = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "--cycles", "60", "--epochs", "100000"]
-        + ["--out", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--cycles",
+            "60",
+            "--epochs",
+            "100000",
+            "--out",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,7 +115,8 @@ def test_two_runs_with_the_same_out(tmp_path):
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended early"
         r = run_cli("--cycles", "60", "--epochs", "5", "--out", str(out))
-        assert r.returncode == 2 and f"pid {first.pid}" in r.stderr, r.stderr
+        assert r.returncode == 2, r.stderr
+        assert f"pid {first.pid}" in r.stderr, r.stderr
         assert first.poll() is None  # the first one goes on
     finally:
         first.send_signal(signal.SIGINT)
@@ -146,17 +156,26 @@ def test_remove_stale_temps_outside_a_run_folder_removes_nothing(tmp_path):
 def test_atomic_path_outside_a_run_folder(tmp_path):
     target = tmp_path / "w.weights.h5"
     target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".torch_rnnsin-")
-        assert tmp.name.endswith(".weights.h5")  # the extension that chooses the format
-        tmp.write_text("half")
-        raise RuntimeError("killed mid-write")
-    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [
-        "w.weights.h5"
-    ]
+    temps = []
+
+    def write_half_then_die():
+        with atomic_path(target) as tmp:
+            temps.append(tmp)
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        write_half_then_die()
+    (tmp,) = temps
+    assert tmp.parent == tmp_path
+    assert tmp.name.startswith(".torch_rnnsin-")
+    assert tmp.name.endswith(".weights.h5")  # the extension that chooses the format
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.weights.h5"]
     with atomic_path(target) as tmp:
         tmp.write_text("new")
-    assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1
+    assert target.read_text() == "new"
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path, monkeypatch):

@@ -30,7 +30,9 @@ def _alone_stateful(init, X, y, epochs, grads="hand"):
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("targets,seq_len,hidden", [("last", 2, 1), ("seq", 3, 1), ("seq", 2, 3)])
+@pytest.mark.parametrize(
+    ("targets", "seq_len", "hidden"), [("last", 2, 1), ("seq", 3, 1), ("seq", 2, 3)]
+)
 def test_stateful_training_matches_keras(kr, targets, seq_len, hidden):
     X, y = make_stream_chunks(_train(noise=0.1), seq_len, streams=5, targets=targets)
     init = random_keras_weights(hidden, seed=seq_len, scale=0.5)
@@ -91,7 +93,7 @@ def test_batched_stateless_equals_alone():
             assert np.abs(a - b).max() <= 1e-5, (noise, seed)
 
 
-@pytest.mark.parametrize("targets,seq_len", [("last", 2), ("seq", 3), ("seq", 1)])
+@pytest.mark.parametrize(("targets", "seq_len"), [("last", 2), ("seq", 3), ("seq", 1)])
 def test_batched_stateful_equals_alone(targets, seq_len):
     # Noisy series: on the clean wave the streams come in antisymmetric pairs, the exact
     # bias gradient is 0 and only rounding breaks the symmetry, which training then
@@ -142,4 +144,5 @@ def test_train_py_stateful_mode(tmp_path):
         "--out",
         str(tmp_path / "x"),
     )
-    assert r.returncode == 2 and "--streams 400" in r.stderr
+    assert r.returncode == 2
+    assert "--streams 400" in r.stderr

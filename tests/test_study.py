@@ -103,7 +103,9 @@ def test_verdict_yes_when_stateful_prediction_always_loses():
     df = _table({(1, "stateless"): 0.0, (1, "stateful-seq"): 0.0, (4, "stateless"): 0.0})
     v = report.verdict(df)
     assert v.startswith("**Yes**")
-    assert "hidden 1: yes" in v and "hidden 4: yes" in v and "in every one of its 24 models" in v
+    assert "hidden 1: yes" in v
+    assert "hidden 4: yes" in v
+    assert "in every one of its 24 models" in v
     assert "lowest test MSE at every noise level comes from stateless training" in v
 
 
@@ -191,7 +193,7 @@ def no_training(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "make,msg",
+    ("make", "msg"),
     [
         (lambda p: p.write_text("x"), "out is not a folder"),
         (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), "not a study's (notes.txt)"),
@@ -203,11 +205,13 @@ def test_out_is_checked_before_training(tmp_path, no_training, capsys, make, msg
     make(out)
     before = sorted(p.name for p in tmp_path.rglob("*"))
     if msg is None:
-        assert command.check_out(out) is False and not out.exists()
+        assert command.check_out(out) is False
+        assert not out.exists()
         return
     assert main([*TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert msg in err and len(err.strip().splitlines()) == 1
+    assert msg in err
+    assert len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
 
 
@@ -221,7 +225,7 @@ def test_a_training_run_folder_is_not_a_study_folder(tmp_path, no_training, caps
 
 
 @pytest.mark.parametrize(
-    "flags,msg",
+    ("flags", "msg"),
     [
         (["--lrs", "0"], "--lrs 0: must be numbers in (0, 1]"),
         (["--train-modes", "stateless,bogus"], "--train-modes stateless,bogus: must be among"),
@@ -231,7 +235,8 @@ def test_a_training_run_folder_is_not_a_study_folder(tmp_path, no_training, caps
 def test_bad_settings_one_line_before_training(tmp_path, no_training, capsys, flags, msg):
     assert main([*TINY, *flags, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert msg in err and len(err.strip().splitlines()) == 1
+    assert msg in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
@@ -259,7 +264,8 @@ def test_defaults_come_from_the_training_run():
 def test_tiny_study_end_to_end(tmp_path):
     out = tmp_path / "study"
     assert main([*TINY, "--out", str(out)]) == 0
-    rows = list(csv.DictReader(open(out / "study.csv")))
+    with open(out / "study.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     for col in ("hidden", "lr", "epochs_trained", "converged", "constant_level", "selected"):
         assert col in rows[0]
     # 2 hidden x 2 modes x 1 model at the swept lr, + the lesson's cell at 0.001: x 2 predictions
@@ -272,8 +278,11 @@ def test_tiny_study_end_to_end(tmp_path):
     sel = [r for r in rows if r["selected"] == "True" and r["predict_mode"] == "stateless"]
     conv = sum(r["converged"] == "True" for r in sel)
     assert f"{conv} of {len(sel)} models" in text  # the numbers come from the table
-    assert "at most 25 epochs" in text and "1000 epochs" not in text and "SPEC" not in text
-    assert "## Answer" in text and ("**Yes**" in text or "**No.**" in text or "**Mostly" in text)
+    assert "at most 25 epochs" in text
+    assert "1000 epochs" not in text
+    assert "SPEC" not in text
+    assert "## Answer" in text
+    assert "**Yes**" in text or "**No.**" in text or "**Mostly" in text
     assert json.loads((out / "study.json").read_text())["settings"]["max_epochs"] == 25
     for png in ("mse_vs_seq_len.png", "traces.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

@@ -23,7 +23,7 @@ def _data(cycles=100, noise=0.0, seq_len=2):
 
 
 @pytest.mark.parametrize("grads", ["hand", "autograd"])
-@pytest.mark.parametrize("hidden,seq_len", [(1, 2), (3, 4)])
+@pytest.mark.parametrize(("hidden", "seq_len"), [(1, 2), (3, 4)])
 def test_torch_training_equals_hand_derived_numpy_gradients(hidden, seq_len, grads):
     (X, y), _ = _data(noise=0.3, seq_len=seq_len)
     init = random_keras_weights(hidden, seed=hidden, scale=0.5)
@@ -47,7 +47,8 @@ def test_short_lightning_run_lowers_the_loss(tmp_path):
     )
     import csv
 
-    hist = list(csv.DictReader(open(tmp_path / "r" / "history.csv")))
+    with open(tmp_path / "r" / "history.csv", newline="") as f:
+        hist = list(csv.DictReader(f))
     assert len(hist) == 60
     assert float(hist[-1]["train_loss"]) < 0.5 * float(hist[0]["train_loss"])
     assert m["val_loss"] == pytest.approx(float(hist[-1]["val_loss"]))
@@ -94,4 +95,5 @@ def test_progress_line_on_a_terminal(tmp_path, capsys):
 
     train_run(TrainConfig(cycles=60, epochs=12), tmp_path / "r", progress=True)
     err = capsys.readouterr().err
-    assert "\repoch    12/12  loss " in err and err.endswith("\n")
+    assert "\repoch    12/12  loss " in err
+    assert err.endswith("\n")

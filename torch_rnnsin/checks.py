@@ -79,7 +79,7 @@ def load_checkpoint(path: Path) -> dict:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means: not a checkpoint we can trust
+    except Exception as e:  # any failure means: not a checkpoint we can trust
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RunError(f"{path}: not a loadable checkpoint ({first})") from None
 

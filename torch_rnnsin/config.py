@@ -17,7 +17,7 @@ TARGET_MODES = ("last", "seq")
 SEED_MAX = 2**32 - 1  # what NumPy, torch and Keras all accept as a seed
 
 
-def _setting(default, flag: str, help: str, choices: tuple[str, ...] | None = None):  # noqa: A002
+def _setting(default, flag: str, help: str, choices: tuple[str, ...] | None = None):
     """A field with its command-line flag and help: the CLI is built from these."""
     meta = {"flag": flag, "help": help} | ({"choices": choices} if choices else {})
     return dataclasses.field(default=default, metadata=meta)
@@ -64,7 +64,7 @@ class TrainConfig:
         return int(self.n_points * (1 - self.test_size))
 
 
-def _is_int(v) -> bool:  # noqa: ANN001
+def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 

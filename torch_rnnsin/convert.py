@@ -58,7 +58,7 @@ def check_keras_weights(
     F, H = arrays[0].shape
     if F != 1 or H < 1:
         raise ValueError(f"{KERAS_NAMES[0]}: expected shape (1, hidden), got {arrays[0].shape}")
-    if hidden_size is not None and H != hidden_size:
+    if hidden_size is not None and hidden_size != H:
         raise ValueError(
             f"{KERAS_NAMES[0]}: the weights have hidden size {H}, expected hidden size "
             f"{hidden_size} (shape (1, {hidden_size}), got {arrays[0].shape})"
@@ -197,9 +197,8 @@ def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -
     arrays = check_keras_weights(weights)
     path = Path(path)
     if path.name.endswith(".npz"):
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, *arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, *arrays)
         return
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: save as .weights.h5 or .npz")

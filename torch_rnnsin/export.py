@@ -181,7 +181,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
                 do_constant_folding=True,
                 dynamo=False,
             )
-    except Exception as e:  # noqa: BLE001 - any exporter failure: one line, nothing written
+    except Exception as e:  # any exporter failure: one line, nothing written
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"{graph.kind}: torch's ONNX exporter failed ({first})") from None
     proto = onnx.load_from_string(buf.getvalue())

@@ -49,7 +49,7 @@ class SinRNN(nn.Module):
 
         Returns the prediction from the last state, (B, 1), and that state, (B, H).
         """
-        out, h = self.rnn(x, None if h0 is None else h0.unsqueeze(0))  # (B, T, H), (1, B, H)
+        _out, h = self.rnn(x, None if h0 is None else h0.unsqueeze(0))  # (B, T, H), (1, B, H)
         h = h.squeeze(0)  # (B, H)
         return self.dense(h), h
 

@@ -160,7 +160,7 @@ def train_run(
         return _train_in(cfg, out, init_weights, ckpt, progress)
 
 
-def _train_in(cfg, out, init_weights, ckpt, progress) -> dict:  # noqa: ANN001
+def _train_in(cfg, out, init_weights, ckpt, progress) -> dict:
     _quiet_lightning()
     import signal
 

@@ -189,18 +189,19 @@ def rnn_table(kind: str, use_bias: bool, reset_after: bool = True) -> list[Row]:
     if not use_bias:
         return rows
     if kind == "GRU" and reset_after:
-        return rows + [
+        return [
+            *rows,
             Row("bias", "bias_ih_l0", gates=gates, part=0),
             Row("bias", "bias_hh_l0", gates=gates, part=1),
         ]
     if kind == "GRU":  # reset_after=False: our own cell has a single bias
-        return rows + [Row("bias", "bias_ih_l0", gates=gates)]
-    return rows + [Row("bias", "bias_ih_l0"), Row("bias", "bias_hh_l0", zero=True)]
+        return [*rows, Row("bias", "bias_ih_l0", gates=gates)]
+    return [*rows, Row("bias", "bias_ih_l0"), Row("bias", "bias_hh_l0", zero=True)]
 
 
 def dense_table(use_bias: bool) -> list[Row]:
     rows = [Row("kernel", "weight", transpose=True)]
-    return rows + [Row("bias", "bias")] if use_bias else rows
+    return [*rows, Row("bias", "bias")] if use_bias else rows
 
 
 def keras_names(table: list[Row]) -> list[str]:

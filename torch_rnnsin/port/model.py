@@ -452,14 +452,14 @@ def _describe_block(b, prefix: str) -> list[str]:
         lines += L.describe(b.rnn, table(b), f"{prefix}rnn.")
         names = ["h", "c"] if b.keras_class == "LSTM" else ["h"]
         state = ", ".join(f"{n} (B, {h})" for n, h in zip(names, b.state_sizes, strict=True))
-        return lines + [f"    state: {state}"]
+        return [*lines, f"    state: {state}"]
     if isinstance(b, Bidirectional):
         lines = [f"  merge_mode={b.merge_mode!r}; the backward layer reads the sequence reversed"]
         for half in ("forward_layer", "backward_layer"):
             inner = getattr(b, half)
             lines.append(f"  {half}: {inner.keras_class} {inner.keras_name!r}")
             lines += [f"  {line}" for line in _describe_block(inner, f"{prefix}{half}.")[:-1]]
-        return lines + ["    state: none (not streamable)"]
+        return [*lines, "    state: none (not streamable)"]
     if isinstance(b, Dense):
         head = f"  -> {prefix}linear = {_torch_module_text(b.linear)}, then {b.activation}"
         return [head, *L.describe(b.linear, table(b), f"{prefix}linear.")]

@@ -20,7 +20,7 @@ PREDICT_MODES = ("stateless", "stateful")
 _RUN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # train.py's defaults
 
 
-def _setting(default, flag: str, help: str):  # noqa: A002, ANN001
+def _setting(default, flag: str, help: str):
     return dataclasses.field(default=default, metadata={"flag": flag, "help": help})
 
 
@@ -99,7 +99,7 @@ def validate(cfg: StudyConfig) -> None:
         shown = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in items)
         return ValueError(f"{flag(name)} {shown}: {why}")
 
-    def is_int(v) -> bool:  # noqa: ANN001
+    def is_int(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
     for name in ("seq_lens", "hiddens"):
