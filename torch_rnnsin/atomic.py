@@ -21,6 +21,16 @@ PRIVATE = ".torch_rnnsin"  # a run folder's own: marker, lock, temporaries
 _TEMP = re.compile(r"(\d+)\.tmp\.")  # <pid>.tmp.<name>, only ever inside PRIVATE
 
 
+def check_new_file(path: str | os.PathLike, command: str) -> None:
+    """OUT of a command that writes one file: it must not exist yet (never overwritten,
+    not even a dangling link) and its folder must."""
+    path = Path(path)
+    if os.path.lexists(path):
+        raise FileExistsError(f"OUT {path} already exists; {command} never overwrites a file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"OUT {path}: folder {path.parent} does not exist")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -13,6 +13,7 @@ from .config import TrainConfig, validate
 from .runfolder import check_out_contents, check_out_path
 
 CHECKPOINT = "last.ckpt"
+RUN_WEIGHTS = "keras_weights.npz"  # a finished run's final weights, in Keras order
 # Settings a resumed run may change: where it runs and how long.
 RESUMABLE_CHANGES = ("accelerator", "epochs")
 # Settings only one training mode reads: given with the other, they are refused.

@@ -25,10 +25,11 @@ import os
 import warnings
 from pathlib import Path
 
+from .atomic import check_new_file
+
 DEFAULT_OPSET = 17
 OPSETS = range(14, 21)  # 14: ONNX's RNN ops as torch writes them; 20: the exporter's newest
 TOLERANCE = 1e-5
-RUN_WEIGHTS = "keras_weights.npz"  # a run folder's final weights (see run.py)
 
 
 class OnnxMissingError(ImportError, ValueError):
@@ -54,7 +55,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     dst = Path(args.dst)
-    check_destination(dst)
+    check_new_file(dst, "export")
     check_opset(args.opset)
     require_onnx()
     model = load_model(args.src, args.arch)
@@ -74,6 +75,7 @@ def load_model(src: str | os.PathLike, arch: str | os.PathLike | None = None):
     """The torch model behind IN: a run folder or a lesson weights file (``.npz``, or a
     ``.weights.h5`` without ``arch``) gives the lesson's ``SinRNN``; any other model file
     goes through ``load_keras_model``."""
+    from .checks import RUN_WEIGHTS
     from .convert import keras_to_torch, load_keras_weights
 
     src = Path(src)
@@ -118,13 +120,6 @@ def require_onnx() -> None:
             ) from None
 
 
-def check_destination(path: Path) -> None:
-    if path.exists() or path.is_symlink():
-        raise FileExistsError(f"OUT {path} already exists; export never overwrites a file")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"OUT {path}: folder {path.parent} does not exist")
-
-
 def check_opset(opset: int) -> None:
     if opset not in OPSETS:
         raise ValueError(f"opset {opset}: supported {OPSETS.start}..{OPSETS.stop - 1}")
@@ -145,7 +140,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     from .atomic import atomic_path
 
     path = Path(path)
-    check_destination(path)
+    check_new_file(path, "export")
     check_opset(opset)
     require_onnx()
     if not isinstance(model, torch.nn.Module):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .args import add_config_args, config_from, given
 from .atomic import atomic_path, write_json, write_text
-from .checks import CHECKPOINT, RunError, check_unused, prepare, read_weights
+from .checks import CHECKPOINT, RUN_WEIGHTS, RunError, check_unused, prepare, read_weights
 from .config import TrainConfig
 from .runfolder import folder_arg, new_default_folder, open_run_folder
 
@@ -224,7 +224,7 @@ def _train_in(cfg, out, init_weights, ckpt, progress) -> dict:
         "seconds": round(seconds, 3),
         "config": cfg.to_dict(),
     }
-    save_keras_weights(torch_to_keras(model), out / "keras_weights.npz")
+    save_keras_weights(torch_to_keras(model), out / RUN_WEIGHTS)
     write_history(out / "history.csv", module.history)
     write_predictions(out / "predictions.csv", test, preds)
     plot_run(out, module.history, test, preds, mses)

@@ -8,7 +8,6 @@ one line naming the bad value, which the CLI prints with exit 2.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -48,16 +47,13 @@ def run_port(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from ..atomic import atomic_path
+    from ..atomic import atomic_path, check_new_file
     from .model import load_keras_model, save_keras_model
 
     src, dst = Path(args.src), Path(args.dst)
-    if os.path.lexists(dst):
-        raise FileExistsError(f"{dst}: already exists; port never overwrites a file")
+    check_new_file(dst, "port")
     if not dst.name.lower().endswith(OUT_EXTS):
         raise ValueError(f"{dst}: unknown output format; use {', '.join(OUT_EXTS)}")
-    if not dst.parent.is_dir():
-        raise FileNotFoundError(f"{dst.parent}: no such folder for OUT")
     if args.check:
         from .check import keras_available
 
