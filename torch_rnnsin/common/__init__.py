@@ -1,0 +1,1 @@
+"""What the porter, the lesson and the commands share: errors, atomic writes, run folders."""
