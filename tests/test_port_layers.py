@@ -18,7 +18,8 @@ from port_helpers import (
     sequential,
 )
 
-from torch_rnnsin.port import layers as L
+from torch_rnnsin.port import tables
+from torch_rnnsin.port.kinds.recurrent import rnn_rows
 from torch_rnnsin.port.model import build_model
 
 B, T, F = 3, 6, 2
@@ -71,8 +72,8 @@ def test_recurrent_layer_matches_its_equations(kind, opts, x):
     )
     assert np.abs(run(model, x) - want).max() < 1e-5
     rnn = model.layers[0].rnn
-    expected_class = "GRUResetBefore" if opts.get("reset_after") is False else f"{kind}"
-    assert type(rnn).__name__ in (expected_class, {"SimpleRNN": "RNN"}.get(kind, kind))
+    fused = {"SimpleRNN": "RNN"}.get(kind, kind)  # torch's own module wherever the maths is its
+    assert type(rnn).__name__ == ("OwnRNN" if opts.get("reset_after") is False else fused)
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
@@ -206,7 +207,7 @@ def test_single_keras_bias_frozen_and_parameter_count_is_keras():
         assert trainable == sum(a.size for a in arrays) == k * H * (F_ + H + 1)
         with torch.no_grad():  # a bias_hh trained in torch is folded back into Keras's bias
             rnn.bias_hh_l0.fill_(0.5)
-        back = model.keras_weights()["r"][2]
+        back = model.keras_weights()["r"]["cell"][2]
         assert np.allclose(back, arrays[2] + 0.5)
 
 
@@ -217,7 +218,8 @@ def test_every_shape_checked_before_copying():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     bad = [arrays[0], arrays[1], np.zeros(4 * H + 1, np.float32)]
     with pytest.raises(ValueError, match=r"LSTM 'lstm' bias: expected shape \(12,\), got \(13,\)"):
-        L.keras_to_torch(model.layers[0].rnn, L.rnn_table("LSTM", True), bad, "LSTM 'lstm'")
+        part = tables.Part("cell", model.layers[0].rnn, rnn_rows("LSTM", True, True, own=False))
+        tables.keras_to_torch(part, bad, "LSTM 'lstm'")
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # the kernels were not copied either
     with pytest.raises(ValueError, match=r"LSTM 'lstm'.*expected 3 arrays.*got 2"):
@@ -240,7 +242,7 @@ def test_every_shape_checked_before_copying():
 )
 def test_arrays_beyond_float32_or_not_real_are_refused(array, match):
     with pytest.raises(ValueError, match=match):
-        L.as_float32("Dense 'd' bias", array)
+        tables.as_float32("Dense 'd' bias", array)
     with pytest.raises(ValueError, match=match):
         build_model(
             sequential(1, layer("Dense", "d", units=2)),
@@ -345,7 +347,7 @@ def test_options_without_effect_are_accepted():
         "dtype": "float32",
     }
     model = build_model(sequential(F, layer("LSTM", "l", units=2, **noise)))
-    assert model.layers[0].options["units"] == 2
+    assert model.layers[0].rnn.hidden_size == 2
 
 
 # --- Functional graphs: one chain only --------------------------------------------------------

@@ -139,9 +139,11 @@ def test_torch_file_with_a_foreign_architecture_refused(tmp_path):
     from torch_rnnsin.port import formats
 
     sd, arch = formats.read_torch_file(path)
-    sd["layers.0.rnn.weight_ih_l0"] = np.zeros((8, 5), np.float32)
+    sd["layers.0.cells.0.rnn.weight_ih_l0"] = np.zeros((8, 5), np.float32)
     formats.write_torch_file(tmp_path / "bad.safetensors", sd, arch)
-    with pytest.raises(ValueError, match=r"bad.safetensors: layers.0.rnn.weight_ih_l0: expected"):
+    with pytest.raises(
+        ValueError, match=r"bad.safetensors: layers.0.cells.0.rnn.weight_ih_l0: expected"
+    ):
         load_keras_model(tmp_path / "bad.safetensors")
     formats.write_torch_file(tmp_path / "noarch.pt", sd, {"other": 1})
     with pytest.raises(ValueError, match=re.escape("no torch_rnnsin.port architecture")):

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .port import layers as L
+from .port import tables
+from .port.kinds.recurrent import rnn_rows
+from .port.tables import Part, Row
 
 KERAS_NAMES = ("RNN kernel", "RNN recurrent_kernel", "RNN bias", "Dense kernel", "Dense bias")
-RNN_TABLE = L.rnn_table("SimpleRNN", use_bias=True)
-DENSE_TABLE = L.dense_table(use_bias=True)
+RNN_ROWS = rnn_rows("SimpleRNN", use_bias=True, reset_after=True, own=False)
+DENSE_ROWS = (Row("kernel", "weight", transpose=True), Row("bias", "bias"))
 OTHER = "port it with load_keras_model instead"
 
 
@@ -50,7 +52,7 @@ def check_keras_weights(
         raise ValueError(
             f"expected 5 arrays in Keras order ({', '.join(KERAS_NAMES)}), got {len(weights)}"
         )
-    arrays = [L.as_float32(name, w) for name, w in zip(KERAS_NAMES, weights, strict=True)]
+    arrays = [tables.as_float32(name, w) for name, w in zip(KERAS_NAMES, weights, strict=True)]
     if arrays[0].ndim != 2:
         raise ValueError(
             f"{KERAS_NAMES[0]}: expected a 2-D array (input, hidden), got shape {arrays[0].shape}"
@@ -76,14 +78,15 @@ def keras_to_torch(weights: Sequence[np.ndarray], model=None):
     arrays = check_keras_weights(weights)
     if model is None:
         model = SinRNN(hidden_size=arrays[0].shape[1])
-    L.keras_to_torch(model.rnn, RNN_TABLE, arrays[:3], "RNN")  # checks shapes, then copies
-    L.keras_to_torch(model.dense, DENSE_TABLE, arrays[3:], "Dense")
+    tables.keras_to_torch(Part("", model.rnn, RNN_ROWS), arrays[:3], "RNN")  # checks, then copies
+    tables.keras_to_torch(Part("", model.dense, DENSE_ROWS), arrays[3:], "Dense")
     return model
 
 
 def torch_to_keras(model) -> list[np.ndarray]:
     """The five arrays in Keras order and shapes (bias = bias_ih + bias_hh)."""
-    return L.torch_to_keras(model.rnn, RNN_TABLE) + L.torch_to_keras(model.dense, DENSE_TABLE)
+    rnn, dense = Part("", model.rnn, RNN_ROWS), Part("", model.dense, DENSE_ROWS)
+    return tables.torch_to_keras(rnn) + tables.torch_to_keras(dense)
 
 
 # --- files -------------------------------------------------------------------
@@ -119,29 +122,36 @@ LESSON = {
 }
 
 
+def _options(b) -> dict:
+    if b.keras_class == "SimpleRNN":
+        return {**b.cells[0].options, **b.flags}
+    return b.config
+
+
 def check_lesson_model(model) -> None:
     """Refuse a ported model that is not exactly the lesson's, naming what differs."""
     classes = [b.keras_class for b in model.layers]
-    if classes != ["SimpleRNN", "Dense"]:
+    if classes != ["SimpleRNN", "Dense"] or len(model.inputs) != 1 or len(model.graph.calls) != 2:
         raise ValueError(f"not a SimpleRNN + Dense model: found layers {classes}; {OTHER}")
     for b in model.layers:
         for key, want in LESSON[b.keras_class].items():
-            if b.options[key] != want:
+            got = _options(b).get(key)
+            if got != want:
                 raise ValueError(
-                    f"{b.keras_class} {b.keras_name!r}: {key}={b.options[key]!r} — the lesson "
+                    f"{b.keras_class} {b.keras_name!r}: {key}={got!r} — the lesson "
                     f"model has {key}={want!r}; {OTHER}"
                 )
-    if model.input_shape[-1] != 1:
+    F = model.inputs[0].shape[-1]
+    if F != 1 or len(model.inputs[0].shape) != 3:
         rnn = model.layers[0]
         raise ValueError(
-            f"SimpleRNN {rnn.keras_name!r}: {model.input_shape[-1]} input features — the lesson "
-            f"model has 1; {OTHER}"
+            f"SimpleRNN {rnn.keras_name!r}: {F} input features — the lesson model has 1; {OTHER}"
         )
 
 
 def _read_keras_file(path: Path) -> list[np.ndarray]:
     from .port import formats
-    from .port.model import build_model
+    from .port.model import build_model, load_keras_arrays
 
     if path.name.lower().endswith(".weights.h5"):  # no architecture inside: the lesson's
         with tempfile.TemporaryDirectory() as d:
@@ -150,14 +160,12 @@ def _read_keras_file(path: Path) -> list[np.ndarray]:
             kf = formats.read_keras(path, arch)
         if sorted(kf.weights) != ["RNN", "dense"]:
             raise ValueError(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
-        return kf.weights["RNN"] + kf.weights["dense"]
-    kf = formats.read_keras(path)
-    model = build_model(kf.config)  # every layer and option mapped or refused
+    else:
+        kf = formats.read_keras(path)
+    model = build_model(kf.config, empty=True)  # every layer and option mapped or refused
     check_lesson_model(model)
-    rnn, dense = (b.keras_name for b in model.layers)
-    if rnn not in kf.weights or dense not in kf.weights:
-        raise ValueError(f"no weights for {rnn!r} and {dense!r} (found {sorted(kf.weights)})")
-    return kf.weights[rnn] + kf.weights[dense]
+    load_keras_arrays(model, kf.weights)
+    return [a for b in model.layers for p in b.parts() for a in tables.torch_to_keras(p)]
 
 
 def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:

@@ -54,8 +54,9 @@ def run_keras(path: Path, arch: Path | None, x: np.ndarray) -> list[tuple[str, l
 def compare(model, keras_path: Path, keras_arch: Path | None, out=print) -> float:
     """Print the largest difference per layer output (and for chunked state); return the
     largest of all."""
-    T = model.input_shape[0] or LENGTH
-    x = np.random.default_rng(0).normal(size=(BATCH, T, model.input_shape[1]))
+    _, T, F = model.inputs[0].shape
+    T = T or LENGTH
+    x = np.random.default_rng(0).normal(size=(BATCH, T, F))
     x = x.astype(np.float32)
     keras = run_keras(keras_path, keras_arch, x)
     xt = torch.from_numpy(x)

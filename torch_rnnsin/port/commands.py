@@ -95,7 +95,8 @@ def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Print the layer table: Keras layer -> torch module, shapes, transposes, gates, state."""
-    from .model import describe_model, load_keras_model
+    from .inspect import describe_model
+    from .model import load_keras_model
 
     model = load_keras_model(args.src, args.arch)
     print("\n".join(describe_model(model, str(args.src))))

@@ -1,162 +1,378 @@
-"""A Keras model config (Sequential or Functional, Keras 2 or 3) -> one chain of layers.
+"""A Keras model config (Sequential or Functional, Keras 2 or 3, nested) -> a flat call graph.
 
-Only single chains are ported: every layer takes the previous layer's one output. Branches,
-merges, shared layers, nested models and call arguments (initial_state, masks) are refused.
+    Graph.inputs   the model's inputs: InputLayer name, tensor id, batch (fixed or None), shape, dtype
+    Graph.calls    every layer call in an order where its inputs exist; a layer called twice
+                   (shared weights) appears twice with one ``path``; nested models are inlined,
+                   their layers named "outer/inner"
+    Graph.outputs  tensor ids, in the model's output order
+
+A tensor id is (layer path, call number, output index). Call arguments other than the first
+tensor(s) are kept by name: ``initial_state`` (Keras 2: extra inputs of a recurrent layer),
+``mask``, and the layer-specific ones (attention's ``value``/``key``/``attention_mask``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from ..common.errors import Refused
+from .kinds.base import Layer, check_entry
+
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
-ENTRY_KEYS = {
-    "class_name",
-    "config",
-    "module",
-    "registered_name",
-    "name",
-    "inbound_nodes",
-    "build_config",
-    "compile_config",
-}
+RECURRENT_CALLS = (
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "RNN",
+    "Bidirectional",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
+)
+MAX_DEPTH = 32  # nested models inside nested models
+
+Tid = tuple[str, int, int]
 
 
-def _layer_name(entry: dict) -> str:
-    cfg = entry.get("config")
-    name = entry.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None)
-    return str(name) if name is not None else "?"
+@dataclass
+class Input:
+    name: str
+    tid: Tid
+    batch: int | None
+    shape: tuple[int | None, ...]
+    dtype: str
 
 
-def check_entry(entry) -> tuple[str, str, dict]:
-    """(class, name, config) of one layer entry, refusing custom or nested layers."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
-        raise ValueError(f"model config: a layer entry is not a Keras layer: {str(entry)[:80]}")
-    cls, name, cfg = entry["class_name"], _layer_name(entry), entry.get("config", {})
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{cls} {name!r}: its config is not a JSON object")
-    if cls in MODEL_CLASSES:
-        raise ValueError(
-            f"{cls} {name!r}: nested models are not supported (flatten it into one chain)"
+@dataclass
+class Call:
+    layer: Layer
+    args: list[Tid]
+    kwargs: dict = field(default_factory=dict)  # name -> Tid | [Tid, ...] | plain value
+    number: int = 0  # this layer's n-th call
+
+    def out(self, i: int) -> Tid:
+        return (self.layer.path, self.number, i)
+
+
+@dataclass
+class Graph:
+    name: str
+    inputs: list[Input] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    outputs: list[Tid] = field(default_factory=list)
+    layers: dict[str, Layer] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, layer: Layer, args: list[Tid], kwargs: dict) -> Call:
+        known = self.layers.setdefault(layer.path, layer)
+        n = self.counts.get(layer.path, 0)
+        self.counts[layer.path] = n + 1
+        c = Call(known, args, kwargs, n)
+        self.calls.append(c)
+        return c
+
+
+def _dtype(value) -> str:
+    if isinstance(value, dict):
+        value = (value.get("config") or {}).get("name")
+    return str(value or "float32")
+
+
+def _shape(layer: Layer):
+    shape = layer.cfg.get("batch_shape", layer.cfg.get("batch_input_shape"))
+    ok = (
+        isinstance(shape, list)
+        and len(shape) >= 2
+        and all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1) for d in shape
         )
-    module, registered = entry.get("module"), entry.get("registered_name")
-    if (module is not None and not str(module).startswith("keras")) or registered not in (
-        None,
-        cls,
-    ):
-        raise ValueError(
-            f"{cls} {name!r}: custom layer (module={module!r}, registered_name={registered!r}) "
-            "is not supported; only built-in Keras layers are ported"
-        )
-    return cls, name, cfg
+    )
+    if shape is not None and not ok:
+        raise layer.refuse("batch_shape", shape, "a list of sizes (None or >= 1), batch first")
+    return shape
 
 
-def _sources(node) -> list[tuple[str, int]]:
-    """(layer, tensor index) of every tensor a call node consumes, Keras 2 or Keras 3."""
-    if isinstance(node, dict) and "args" in node:  # Keras 3: {"args": [...], "kwargs": {...}}
-        found: list[tuple[str, int]] = []
-
-        def walk(v) -> None:
-            if isinstance(v, dict) and v.get("class_name") == "__keras_tensor__":
-                hist = v.get("config", {}).get("keras_history", [None, 0, 0])
-                found.append((str(hist[0]), int(hist[2])))
-            elif isinstance(v, dict):
-                for w in v.values():
-                    walk(w)
-            elif isinstance(v, list):
-                for w in v:
-                    walk(w)
-
-        walk(node.get("args"))
-        walk(node.get("kwargs"))
-        return found
-    if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
-        return [(str(t[0]), int(t[2])) for t in node if isinstance(t, list) and len(t) >= 3]
-    raise ValueError(f"model config: unreadable inbound node {str(node)[:80]}")
+def _input(layer: Layer, tid: Tid) -> Input:
+    layer.check({"batch_shape", "batch_input_shape", "sparse", "ragged", "optional", "dtype"})
+    for key in ("sparse", "ragged", "optional"):
+        layer.option(key, False, allowed=(False,))
+    shape = _shape(layer)
+    if shape is None:
+        raise layer.fail("has no input shape")
+    dtype = _dtype(layer.cfg.get("dtype"))
+    if dtype not in ("float32", "int32", "int64", "bool"):
+        raise layer.refuse("dtype", dtype, "float32, int32, int64 or bool inputs")
+    return Input(layer.name, tid, shape[0], tuple(shape[1:]), dtype)
 
 
-def _call_kwargs(node) -> dict:
-    if isinstance(node, dict):
-        return node.get("kwargs") or {}
-    kwargs: dict = {}
-    for t in node:
-        if isinstance(t, list) and len(t) >= 4 and isinstance(t[3], dict):
-            kwargs.update(t[3])
-    return kwargs
-
-
-def _as_refs(value) -> list[tuple[str, int]]:
-    """input_layers / output_layers: ["name", 0, 0] or [["name", 0, 0], ...]."""
-    if isinstance(value, list) and value and isinstance(value[0], str):
-        value = [value]
-    return [(str(v[0]), int(v[2])) for v in value or []]
-
-
-def model_layers(config) -> list[dict]:
-    """The layer entries of a model config, in call order, checked to be one chain."""
-    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
-        cls = config.get("class_name") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(
+def _layers(config: dict) -> tuple[str, list]:
+    cls = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+    if cls not in MODEL_CLASSES:
+        raise Refused(
             f"model config: class {cls!r} is not supported (Sequential or Functional models)"
         )
     cfg = config.get("config")
     layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers")  # old Keras 2: a list
     if not isinstance(layers, list) or not layers:
-        raise ValueError("model config: no layers")
-    for e in layers:
-        check_entry(e)
-    if config["class_name"] == "Sequential":
-        return layers
-    return _functional_chain(cfg, layers)
+        raise Refused(f"{cls} model config: no layers")
+    return cls, layers
 
 
-def _functional_chain(cfg: dict, layers: list[dict]) -> list[dict]:
-    by_name = {_layer_name(e): e for e in layers}
-    if len(by_name) != len(layers):
-        raise ValueError("model config: two layers share a name")
-    inputs, outputs = _as_refs(cfg.get("input_layers")), _as_refs(cfg.get("output_layers"))
-    if len(inputs) != 1:
-        raise ValueError(f"Functional model: {len(inputs)} inputs; only one input is supported")
-    consumers: dict[str, list[str]] = {}
-    for e in layers:
-        cls, name = e["class_name"], _layer_name(e)
-        nodes = e.get("inbound_nodes") or []
-        if cls == "InputLayer":
-            continue
-        if len(nodes) != 1:
-            raise ValueError(
-                f"{cls} {name!r}: called {len(nodes)} times; shared layers are not supported"
+def _refs(value) -> list:
+    """input_layers / output_layers: ["name", 0, 0], [[...], ...] or a dict of them."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        value = [value]
+    out = []
+    for v in value or []:
+        if not (isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str)):
+            raise Refused(f"model config: unreadable input/output reference {str(v)[:80]}")
+        out.append((v[0], int(v[1]), int(v[2])))
+    return out
+
+
+def _is_k2_ref(v, names) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == 3
+        and isinstance(v[0], str)
+        and v[0] in names
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in v[1:])
+    )
+
+
+def _node(node, layer: Layer, names: set[str]) -> tuple[list, dict]:
+    """One call's (positional tensor refs, kwargs with refs), Keras 2 or Keras 3."""
+    if isinstance(node, dict) and "args" in node:  # Keras 3: {"args": [...], "kwargs": {...}}
+
+        def conv(v):
+            if isinstance(v, dict) and v.get("class_name") == "__keras_tensor__":
+                h = (v.get("config") or {}).get("keras_history") or [None, 0, 0]
+                return ("ref", (str(h[0]), int(h[1]), int(h[2])))
+            if isinstance(v, list | tuple):
+                return [conv(w) for w in v]
+            if isinstance(v, dict):
+                return {k: conv(w) for k, w in v.items()}
+            return v
+
+        args = [conv(a) for a in node.get("args") or []]
+        kwargs = {k: conv(v) for k, v in (node.get("kwargs") or {}).items()}
+        flat: list = []
+
+        def walk(v):
+            if isinstance(v, tuple) and v and v[0] == "ref":
+                flat.append(v[1])
+            elif isinstance(v, list):
+                for w in v:
+                    walk(w)
+            elif v is not None:
+                raise layer.fail(f"called with a non-tensor argument {str(v)[:60]}")
+
+        positional = args[:1] if layer.cls not in ("MultiHeadAttention",) else args
+        for a in positional:
+            walk(a)
+        for i, a in enumerate(args[len(positional) :], start=len(positional)):
+            kwargs[f"arg{i}"] = a
+        return flat, kwargs
+    if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
+        flat, kwargs = [], {}
+        for t in node:
+            if not (isinstance(t, list) and len(t) >= 3 and isinstance(t[0], str)):
+                raise layer.fail(f"unreadable inbound node {str(t)[:80]}")
+            flat.append((t[0], int(t[1]), int(t[2])))
+            if len(t) >= 4 and isinstance(t[3], dict):
+                for k, v in t[3].items():
+                    if _is_k2_ref(v, names):
+                        kwargs[k] = ("ref", (v[0], int(v[1]), int(v[2])))
+                    elif isinstance(v, list) and v and all(_is_k2_ref(w, names) for w in v):
+                        kwargs[k] = [("ref", (w[0], int(w[1]), int(w[2]))) for w in v]
+                    else:
+                        kwargs[k] = v
+        return flat, kwargs
+    raise layer.fail(f"unreadable inbound node {str(node)[:80]}")
+
+
+class _Scope:
+    """One (nested) model being inlined: local tensor refs -> global tensor ids."""
+
+    def __init__(self, g: Graph, prefix: str, keras: int, depth: int):
+        if depth > MAX_DEPTH:
+            raise Refused(f"model config: models nested more than {MAX_DEPTH} deep")
+        self.g, self.prefix, self.keras, self.depth = g, prefix, keras, depth
+        self.tensors: dict[tuple[str, int, int], Tid] = {}
+        self.nodes: dict[tuple[str, int], Call] = {}  # (layer name, node) -> its call
+
+    def layer(self, entry) -> Layer:
+        cls, name, cfg = check_entry(entry)
+        return Layer(cls, name, cfg, self.keras, self.prefix + name)
+
+    def known(self, ref) -> bool:
+        return ref in self.tensors or ref[:2] in self.nodes
+
+    def resolve(self, ref, who: Layer) -> Tid:
+        if ref[:2] in self.nodes:
+            return self.nodes[ref[:2]].out(ref[2])
+        if ref not in self.tensors:
+            raise who.fail(
+                f"takes tensor {ref[0]!r} (call {ref[1]}, output {ref[2]}), which no layer before it gives"
             )
-        src = _sources(nodes[0])
-        if len(src) != 1 or src[0][1] != 0:
-            raise ValueError(
-                f"{cls} {name!r}: takes inputs {[s[0] for s in src]}; only a single chain of "
-                "layers (each taking the previous layer's one output) is supported"
+        return self.tensors[ref]
+
+    def kw(self, v, who: Layer):
+        if isinstance(v, tuple) and v and v[0] == "ref":
+            return self.resolve(v[1], who)
+        if isinstance(v, list):
+            return [self.kw(w, who) for w in v]
+        if isinstance(v, dict):
+            return {k: self.kw(w, who) for k, w in v.items()}
+        return v
+
+    def call(self, entry: dict, layer: Layer, args: list[Tid], kwargs: dict) -> list[Tid] | None:
+        """Add one call (a nested model: inline it). None: outputs are known only once built."""
+        if layer.cls in MODEL_CLASSES:
+            inner = _Scope(self.g, layer.path + "/", self.keras, self.depth + 1)
+            if kwargs.get("mask") is not None or any(
+                k for k in kwargs if k not in ("training", "mask")
+            ):
+                raise layer.fail(f"a nested model called with {sorted(kwargs)} is not supported")
+            return inner.model(entry, args)
+        kwargs = {k: v for k, v in kwargs.items() if k != "training" and v is not None}
+        if layer.cls in RECURRENT_CALLS and len(args) > 1 and "initial_state" not in kwargs:
+            args, kwargs["initial_state"] = args[:1], args[1:]  # Keras 2: states as inputs
+        self.g.add(layer, args, kwargs)
+        return None
+
+    def model(self, entry: dict, inputs: list[Tid] | None) -> list[Tid]:
+        cls, layers = _layers(entry)
+        if cls == "Sequential":
+            return self.sequential(layers, inputs)
+        return self.functional(entry.get("config") or {}, layers, inputs)
+
+    def sequential(self, entries: list, inputs: list[Tid] | None) -> list[Tid]:
+        layers = [(e, self.layer(e)) for e in entries]
+        if inputs is None:
+            first = layers[0][1]
+            if first.cls == "InputLayer":
+                self.g.inputs.append(_input(first, (first.path, 0, 0)))
+            else:
+                shape = _shape(first)
+                if shape is None:
+                    raise first.fail("the model's input shape is not given (no InputLayer)")
+                name = f"{first.name}_input"
+                self.g.inputs.append(
+                    Input(
+                        name,
+                        (self.prefix + name, 0, 0),
+                        shape[0],
+                        tuple(shape[1:]),
+                        _dtype(first.cfg.get("dtype")),
+                    )
+                )
+            current = self.g.inputs[-1].tid
+        elif len(inputs) != 1:
+            raise Refused(f"Sequential {self.prefix[:-1]!r}: called on {len(inputs)} inputs")
+        else:
+            current = inputs[0]
+        for e, layer in layers:
+            if layer.cls == "InputLayer":
+                continue
+            outs = self.call(e, layer, [current], {})
+            if outs is None:
+                current = self.g.calls[-1].out(0)
+            elif len(outs) != 1:
+                raise layer.fail(f"gives {len(outs)} outputs inside a Sequential model")
+            else:
+                current = outs[0]
+        return [current]
+
+    def functional(self, cfg: dict, entries: list, inputs: list[Tid] | None) -> list[Tid]:
+        names = {check_entry(e)[1] for e in entries}
+        if len(names) != len(entries):
+            raise Refused(
+                f"model config {self.prefix[:-1] or cfg.get('name')!r}: two layers share a name"
             )
-        kwargs = {k: v for k, v in _call_kwargs(nodes[0]).items() if v is not None}
-        kwargs.pop("training", None)
-        if kwargs:
-            raise ValueError(
-                f"{cls} {name!r}: called with {sorted(kwargs)}; call arguments such as "
-                "initial_state or mask are not supported"
+        in_refs, out_refs = _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers"))
+        if inputs is not None and len(inputs) != len(in_refs):
+            raise Refused(
+                f"model {self.prefix[:-1]!r}: called on {len(inputs)} inputs, it has {len(in_refs)}"
             )
-        consumers.setdefault(src[0][0], []).append(name)
-    chain = [inputs[0][0]]
-    while chain[-1] in consumers:
-        nxt = consumers[chain[-1]]
-        if len(nxt) != 1:
-            cls = by_name.get(chain[-1], {}).get("class_name", "layer")
-            fed = ", ".join(f"{by_name[n]['class_name']} {n!r}" for n in nxt)
-            raise ValueError(
-                f"{cls} {chain[-1]!r}: its output feeds {fed}; branching graphs are not "
-                "supported (only a single chain of layers)"
-            )
-        chain.append(nxt[0])
-    last = {name for name, _ in outputs}
-    if last != {chain[-1]} or len(chain) != len(layers):
-        off = [n for n in by_name if n not in chain] or sorted(last)
-        e = by_name.get(off[0], {"class_name": "layer"})
-        raise ValueError(
-            f"{e['class_name']} {off[0]!r}: not on the chain from {chain[0]!r} to the output "
-            f"{sorted(last)}; only a single chain of layers is supported"
-        )
-    if chain[0] not in by_name or by_name[chain[0]]["class_name"] != "InputLayer":
-        raise ValueError(f"Functional model: input {chain[0]!r} is not an InputLayer")
-    return [by_name[n] for n in chain]
+        pending = []
+        for e in entries:
+            layer = self.layer(e)
+            if layer.cls == "InputLayer":
+                ref = (layer.name, 0, 0)
+                if ref not in in_refs:
+                    raise layer.fail("is not one of the model's inputs")
+                if inputs is None:
+                    self.g.inputs.append(_input(layer, (layer.path, 0, 0)))
+                    self.tensors[ref] = self.g.inputs[-1].tid
+                else:
+                    self.tensors[ref] = inputs[in_refs.index(ref)]
+                continue
+            nodes = e.get("inbound_nodes") or []
+            if not nodes:
+                raise layer.fail("is never called in the model")
+            for k, node in enumerate(nodes):
+                pending.append((e, layer, k, node))
+        if inputs is None:  # the model's own inputs in input_layers order
+            order = {ref[0]: i for i, ref in enumerate(in_refs)}
+            mine = [i for i in self.g.inputs if i.tid[0].startswith(self.prefix)]
+            rest = [i for i in self.g.inputs if i not in mine]
+            self.g.inputs[:] = rest + sorted(mine, key=lambda i: order.get(i.name, 0))
+        while pending:  # in dependency order (Keras lists layers in order; nodes may not be)
+            progressed = []
+            for item in pending:
+                e, layer, k, node = item
+                args, kwargs = _node(node, layer, names)
+                needed = list(args) + _kw_refs(kwargs)
+                if not all(self.known(r) for r in needed):
+                    continue
+                outs = self.call(
+                    e, layer, [self.resolve(r, layer) for r in args], self.kw(kwargs, layer)
+                )
+                if outs is None:  # its outputs are counted once it is built
+                    self.nodes[(layer.name, k)] = self.g.calls[-1]
+                else:
+                    for i, t in enumerate(outs):
+                        self.tensors[(layer.name, k, i)] = t
+                progressed.append(item)
+            if not progressed:
+                e, layer, k, node = pending[0]
+                args, kwargs = _node(node, layer, names)
+                missing = [r for r in list(args) + _kw_refs(kwargs) if not self.known(r)]
+                raise layer.fail(
+                    f"takes tensor {missing[0][0]!r}, which no layer of the model gives"
+                )
+            pending = [p for p in pending if p not in progressed]
+        return [self.resolve(r, Layer("Model", self.prefix[:-1] or "model", {})) for r in out_refs]
+
+
+def _kw_refs(kwargs) -> list:
+    out = []
+
+    def walk(v):
+        if isinstance(v, tuple) and v and v[0] == "ref":
+            out.append(v[1])
+        elif isinstance(v, list):
+            for w in v:
+                walk(w)
+        elif isinstance(v, dict):
+            for w in v.values():
+                walk(w)
+
+    walk(kwargs)
+    return out
+
+
+def parse(config: dict, keras: int = 3) -> Graph:
+    """The flat call graph of a model config; custom layers and unreadable graphs refused."""
+    if not isinstance(config, dict):
+        raise Refused(f"model config: expected a JSON object, got {type(config).__name__}")
+    cfg = config.get("config")
+    name = str((cfg.get("name") if isinstance(cfg, dict) else None) or "model")
+    g = Graph(name)
+    g.outputs = _Scope(g, "", keras, 0).model(config, None)
+    if not g.inputs:
+        raise Refused("model config: no inputs")
+    return g

@@ -1,346 +1,471 @@
-"""The ported model: a chain of real nn.RNN / nn.LSTM / nn.GRU blocks and heads.
+"""The ported model: a Keras call graph run over real torch modules.
 
-model = load_keras_model("model.keras")        # eval mode, float32, no Keras needed
-y = model(x)                                    # x (B, T, F) -> what Keras's predict gives
-y, state = model(x, state, return_state=True)   # state: flat list, layer order; LSTM: h, c
-save_keras_model(model, "back.keras")           # .keras, .weights.h5, .safetensors, .pt
+model = load_keras_model("seq2seq.keras")      # eval mode, float32, no Keras needed
+y = model(x)                                   # one input -> one tensor (Keras's predict)
+y1, y2 = model(x1, x2, x3)                     # inputs in Keras's order; outputs a tuple
+y, state = model(x, state=None, return_state=True)   # streamable models: state carried
+save_keras_model(model, "back.keras")          # .keras, .weights.h5, .safetensors, .pt
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import layers as L
-from .graph import check_entry, model_layers
-from .modules import Bidirectional, Dense, Passthrough, Recurrent
+from ..common.errors import Refused
+from . import formats as files  # TEMPORARY: port/io replaces it
+from . import tables
+from .graph import Call, Graph, parse
+from .kinds import Block, Spec, build
 
 ARCH_FORMAT = "torch_rnnsin.port"
-RECURRENT = ("SimpleRNN", "LSTM", "GRU")
-# Layers that are the identity at inference: the options they may carry, and (first) the
-# ones written back, those Keras 3 accepts.
-PASSTHROUGH = {
-    "Dropout": ({"rate", "noise_shape", "seed"}, set()),
-    "SpatialDropout1D": ({"rate", "seed"}, {"noise_shape"}),  # Keras 2 writes noise_shape
-    "GaussianNoise": ({"stddev", "seed"}, set()),
-    "GaussianDropout": ({"rate", "seed"}, {"noise_shape"}),
-    "AlphaDropout": ({"rate", "noise_shape", "seed"}, set()),
-    "ActivityRegularization": ({"l1", "l2"}, set()),
-}
-SUPPORTED = (
-    "InputLayer, SimpleRNN, LSTM, GRU, Bidirectional, Dense, TimeDistributed(Dense), "
-    f"Activation, {', '.join(PASSTHROUGH)}"
-)
 TORCH_EXTS = (".pt", ".safetensors")
 KERAS_OUT_EXTS = (".keras", ".weights.h5")
+DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
 
 
-def table(block) -> list[L.Row]:
-    """The parameter table of a Recurrent or Dense block."""
-    if isinstance(block, Dense):
-        return L.dense_table(block.options["use_bias"])
-    o = block.options
-    return L.rnn_table(block.keras_class, o["use_bias"], o.get("reset_after", True))
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output as Keras names it: shape with the batch axis first (None: free)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+    high: int | None = (
+        None  # integer inputs: the exclusive bound of valid ids (an Embedding's input_dim)
+    )
 
 
 class PortedModel(nn.Module):
-    """A Keras model as torch modules; ``layers`` holds one block per Keras layer."""
+    """A Keras model as torch modules: ``layers`` holds one block per Keras layer (shared
+    layers once), ``graph`` the calls between them."""
 
     def __init__(
         self,
-        blocks: list[nn.Module],
-        input_shape: tuple,
-        name: str = "ported",
-        input_name: str = "input_layer",
+        graph: Graph,
+        blocks: dict[str, Block],
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
     ):
         super().__init__()
-        self.layers = nn.ModuleList(blocks)
-        self.input_shape = tuple(input_shape)  # (T or None, F)
-        self.keras_model_name, self.input_name = name, input_name
+        self.graph = graph
+        self.layers = nn.ModuleList(blocks.values())
+        self._index = {p: i for i, p in enumerate(blocks)}
+        self.inputs, self.outputs = inputs, outputs
+        self.keras_model_name = graph.name
         self.source_format = ""  # what it was loaded from: keras3, keras3-h5, keras2-h5, pt, ...
+        self.keras_version = 3
+        self._carried = [c for c in graph.calls if self.block(c).state_sizes]
 
+    def block(self, call: Call) -> Block:
+        return self.layers[self._index[call.layer.path]]
+
+    # --- state -----------------------------------------------------------------------------
     @property
     def state_sizes(self) -> list[int]:
-        return [h for b in self.layers for h in b.state_sizes]
+        return (
+            [h for c in self._carried for h in self.block(c).state_sizes] if self.streamable else []
+        )
 
     @property
     def streamable(self) -> bool:
-        return all(b.streamable for b in self.layers)
+        """Every recurrent call can continue from a carried state (none reads backwards, is
+        shared, or takes its initial state from another layer)."""
+        return bool(self._carried) and all(self._why_not(c) is None for c in self._stateful_calls())
+
+    def _stateful_calls(self) -> list[Call]:
+        return [
+            c for c in self.graph.calls if self.block(c).state_sizes or not self.block(c).streamable
+        ]
+
+    def _why_not(self, c: Call) -> str | None:
+        b = self.block(c)
+        if not b.streamable:
+            return (
+                "it reads the whole sequence backwards"
+                if b.keras_class == "Bidirectional"
+                else "go_backwards=True reads the sequence from its end"
+            )
+        if "initial_state" in c.kwargs:
+            return "its initial state comes from another layer"
+        if self.graph.counts[c.layer.path] > 1:
+            return "it is called more than once"
+        return None
 
     def _refuse_state(self) -> None:
-        for b in self.layers:
-            if not b.streamable:
-                why = (
-                    "it reads the whole sequence backwards"
-                    if isinstance(b, Bidirectional)
-                    else "go_backwards=True reads the sequence from its end"
+        for c in self._stateful_calls():
+            why = self._why_not(c)
+            if why is not None:
+                b = self.block(c)
+                raise Refused(
+                    f"{b.keras_class} {b.keras_name!r}: state in/out is not supported: {why}, so a chunk cannot continue from a carried state"
                 )
-                raise ValueError(
-                    f"{b.keras_class} {b.keras_name!r}: state in/out is not supported: {why}, "
-                    "so a chunk cannot continue from a carried state"
-                )
+        if not self._carried:
+            raise Refused("state in/out: the model has no recurrent layer")
 
-    def _split_state(self, state, B: int) -> list:
+    def _split_state(self, state, B: int) -> dict[int, list]:
         sizes = self.state_sizes
-        if state is None:
-            return [None] * len(self.layers)
         state = list(state)
         if len(state) != len(sizes):
-            raise ValueError(f"state: expected {len(sizes)} tensors, got {len(state)}")
+            raise Refused(f"state: expected {len(sizes)} tensors, got {len(state)}")
         for k, (s, h) in enumerate(zip(state, sizes, strict=True)):
-            if tuple(s.shape) != (B, h):
-                raise ValueError(f"state[{k}]: expected shape {(B, h)}, got {tuple(s.shape)}")
-        per, i = [], 0
-        for b in self.layers:
-            n = len(b.state_sizes)
-            per.append(state[i : i + n] if n else None)
+            if not isinstance(s, torch.Tensor) or tuple(s.shape) != (B, h):
+                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise Refused(f"state[{k}]: expected shape {(B, h)}, got {got}")
+        per, i = {}, 0
+        for c in self._carried:
+            n = len(self.block(c).state_sizes)
+            per[id(c)] = state[i : i + n]
             i += n
         return per
 
-    def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
-        """x (B, T, F) -> y (as Keras's predict); with return_state, also the new flat state."""
-        return self._run(x, state, return_state)[0]
+    # --- running ---------------------------------------------------------------------------
+    def _check_inputs(self, xs) -> list[torch.Tensor]:
+        if len(xs) != len(self.inputs):
+            names = ", ".join(i.name for i in self.inputs)
+            raise Refused(f"inputs: the model takes {len(self.inputs)} ({names}), got {len(xs)}")
+        out = []
+        for x, spec in zip(xs, self.inputs, strict=True):
+            dims = [
+                "batch"
+                if i == 0 and d is None
+                else ("time >= 1" if i == 1 and d is None else str(d or "any"))
+                for i, d in enumerate(spec.shape)
+            ]
+            want = f"a tensor of shape ({', '.join(dims)}), {spec.dtype}"
+            if not isinstance(x, torch.Tensor) or x.ndim != len(spec.shape):
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise Refused(f"input {spec.name!r}: expected {want}, got {got}")
+            if (
+                any(d is not None and d != n for d, n in zip(spec.shape, x.shape, strict=True))
+                or 0 in x.shape[1:2]
+            ):
+                raise Refused(f"input {spec.name!r}: expected {want}, got shape {tuple(x.shape)}")
+            if spec.dtype == "bool":
+                if x.dtype != torch.bool:
+                    raise Refused(f"input {spec.name!r}: expected a bool tensor, got {x.dtype}")
+            elif spec.dtype.startswith("int"):
+                if x.is_floating_point() or x.dtype == torch.bool or x.is_complex():
+                    raise Refused(
+                        f"input {spec.name!r}: expected integer token ids (int32 or int64), got {x.dtype}"
+                    )
+            elif x.dtype == torch.bool or x.is_complex():
+                raise Refused(f"input {spec.name!r}: expected a float32 tensor, got {x.dtype}")
+            elif not x.is_floating_point():
+                x = x.to(torch.float32)  # token ids declared float32 (Keras's default)
+            out.append(x)
+        return out
 
-    def _run(self, x: torch.Tensor, state=None, return_state: bool = False, trace=None):
+    def forward(self, *xs: torch.Tensor, state=None, return_state: bool = False):
+        """Inputs in Keras's order -> outputs as Keras's predict gives them (a tuple when
+        several); with return_state, also the new flat carried state."""
+        y, new, _ = self._run(xs, state, return_state, None)
+        return (y, new) if return_state else y
+
+    def _run(self, xs, state, return_state: bool, trace):
         if state is not None or return_state:
             self._refuse_state()
-        F = self.input_shape[-1]
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != F or x.shape[1] < 1:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"input: expected a tensor of shape (batch, time >= 1, {F}), got {got}"
-            )
+        xs = self._check_inputs(xs)
+        env: dict = {spec.tid: x for spec, x in zip(self.graph.inputs, xs, strict=True)}
+        masks: dict = {}
+        carried = self._split_state(state, xs[0].shape[0]) if state is not None else {}
         new: list[torch.Tensor] = []
-        for b, s in zip(self.layers, self._split_state(state, x.shape[0]), strict=True):
-            x, s_out = b(x, s)
-            new += s_out
-            if trace is not None:
-                trace.append((f"{b.keras_class} {b.keras_name!r}", x))
-        return ((x, new) if return_state else x), trace
+        for c in self.graph.calls:
+            b = self.block(c)
+            args = [env[t] for t in c.args]
+            kwargs = {k: _resolve(v, env) for k, v in c.kwargs.items()}
+            outs, out_mask, final = b.apply(
+                args, [masks.get(t) for t in c.args], kwargs, carried.get(id(c))
+            )
+            if b.state_sizes and final is not None:
+                new += final
+            for i, y in enumerate(outs):
+                env[c.out(i)] = y
+                m = out_mask[i] if isinstance(out_mask, list) else (out_mask if i == 0 else None)
+                if m is not None:
+                    masks[c.out(i)] = m
+            if trace is not None and self.graph.counts[c.layer.path] == 1:
+                trace.append((f"{b.keras_class} {b.keras_name!r}", outs))
+        try:
+            ys = [env[t] for t in self.graph.outputs]
+        except KeyError as e:
+            raise Refused(
+                f"model config: output {e.args[0][0]!r} #{e.args[0][2]} does not exist"
+            ) from None
+        return (ys[0] if len(ys) == 1 else tuple(ys)), new, trace
 
-    def layer_outputs(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """Every layer's output, in order (``port --check`` compares them with Keras)."""
-        return self._run(x, trace=[])[1]
+    def layer_outputs(self, *xs: torch.Tensor) -> list[tuple[str, list[torch.Tensor]]]:
+        """Every layer's outputs (layers called once), in call order, for ``port --check``."""
+        return self._run(xs, None, False, [])[2]
 
+    # --- Keras back ------------------------------------------------------------------------
     def keras_config(self) -> dict:
-        """A Keras 3 Sequential config that Keras loads back into the same model."""
-        T, F = self.input_shape
-        first = {
-            "module": "keras.layers",
-            "class_name": "InputLayer",
-            "config": {"batch_shape": [None, T, F], "dtype": "float32", "name": self.input_name},
-            "registered_name": None,
-        }
-        return {
-            "module": "keras",
-            "class_name": "Sequential",
-            "config": {
-                "name": self.keras_model_name,
-                "trainable": True,
-                "layers": [first] + [keras_entry(b) for b in self.layers],
-            },
-            "registered_name": None,
-        }
+        """A Keras 3 Functional config that Keras loads back into the same model."""
+        return _functional_config(self)
 
-    def keras_weights(self) -> dict[str, list[np.ndarray]]:
-        """Layer name -> arrays in Keras's get_weights() order."""
+    def keras_weights(self) -> dict[str, dict[str, list[np.ndarray]]]:
+        """Layer name -> {Keras 3 group path: arrays} (nested models' layers flattened)."""
         out = {}
         for b in self.layers:
-            if isinstance(b, Bidirectional):
-                f, r = b.forward_layer, b.backward_layer
-                out[b.keras_name] = L.torch_to_keras(f.rnn, table(f)) + L.torch_to_keras(
-                    r.rnn, table(r)
-                )
-            elif isinstance(b, Recurrent):
-                out[b.keras_name] = L.torch_to_keras(b.rnn, table(b))
-            elif isinstance(b, Dense):
-                out[b.keras_name] = L.torch_to_keras(b.linear, table(b))
+            parts = b.parts()
+            if parts:
+                out[keras_name(b.keras_path)] = {p.sub: tables.torch_to_keras(p) for p in parts}
         return out
 
 
-def _entry(cls: str, config: dict) -> dict:
-    return {"module": "keras.layers", "class_name": cls, "config": config, "registered_name": None}
+def _resolve(v, env):
+    if isinstance(v, tuple) and len(v) == 3 and isinstance(v[0], str):
+        return env[v]
+    if isinstance(v, list):
+        return [_resolve(w, env) for w in v]
+    return v
 
 
-def keras_entry(b) -> dict:
-    """One block as a Keras 3 layer entry (only the options that shape the computation)."""
-    if isinstance(b, Recurrent):
-        return _entry(b.keras_class, {"name": b.keras_name, **b.options})
-    if isinstance(b, Bidirectional):
+def keras_name(path: str) -> str:
+    """A nested layer's name in the flat model written back (Keras forbids "/")."""
+    return path.replace("/", "__")
+
+
+def _tensor_json(tid, spec: Spec | None, names: dict) -> dict:
+    shape = [None, *spec.shape] if spec is not None else None
+    dtype = spec.dtype if spec is not None else "float32"
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {
+            "shape": shape,
+            "dtype": dtype,
+            "keras_history": [names[tid[0]], tid[1], tid[2]],
+        },
+    }
+
+
+def _functional_config(model: PortedModel) -> dict:
+    g = model.graph
+    names = {i.tid[0]: i.name for i in g.inputs}
+    specs = {i.tid: Spec(i.shape, i.dtype) for i in g.inputs}
+    layers = []
+    for i in g.inputs:
         cfg = {
-            "name": b.keras_name,
-            "merge_mode": b.merge_mode,
-            "layer": keras_entry(b.forward_layer),
-            "backward_layer": keras_entry(b.backward_layer),
+            "batch_shape": [i.batch, *i.shape],
+            "dtype": i.dtype,
+            "sparse": False,
+            "name": i.name,
         }
-        return _entry("Bidirectional", cfg)
-    if isinstance(b, Dense) and b.keras_class == "TimeDistributed":
-        inner = _entry("Dense", {"name": b.inner_name, **b.options})
-        return _entry("TimeDistributed", {"name": b.keras_name, "layer": inner})
-    if isinstance(b, Dense):
-        return _entry("Dense", {"name": b.keras_name, **b.options})
-    return _entry(b.keras_class, {"name": b.keras_name, **b.config})
-
-
-# --- config -> blocks ------------------------------------------------------------------------
-
-
-def _input_shape(cls: str, name: str, cfg: dict):
-    """(T, F) from an InputLayer or a Keras 2 layer's batch_input_shape; None if absent."""
-    shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
-    if shape is None:
-        return None
-
-    def size(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    ok = isinstance(shape, list) and len(shape) == 3 and size(shape[2])
-    if not ok or not (shape[1] is None or size(shape[1])):
-        raise L.refuse(cls, name, "batch_shape", shape, "inputs of shape (batch, time, features)")
-    return (shape[1], shape[2])
-
-
-def _recurrent(entry: dict, F: int) -> Recurrent:
-    cls, name, cfg = check_entry(entry)
-    if cls not in RECURRENT:
-        raise ValueError(f"{cls} {name!r}: only SimpleRNN, LSTM or GRU can be wrapped here")
-    return Recurrent(cls, name, L.recurrent_options(cls, name, cfg), F)
-
-
-def make_block(cls: str, name: str, cfg: dict, F: int, ndim: int):
-    """One Keras layer -> (torch block, output features, output rank)."""
-    if cls in (*RECURRENT, "Bidirectional", "TimeDistributed") and ndim != 3:
-        raise ValueError(f"{cls} {name!r}: needs a (batch, time, features) input here")
-    if cls in RECURRENT:
-        b = Recurrent(cls, name, L.recurrent_options(cls, name, cfg), F)
-        return b, b.out_features, 3 if b.return_sequences else 2
-    if cls == "Bidirectional":
-        L.check_options(cls, name, cfg, {"name", "layer", "backward_layer", "merge_mode"})
-        mode = L.option(
-            cls, name, cfg, "merge_mode", "concat", allowed=("concat", "sum", "mul", "ave", None)
+        layers.append(
+            {
+                "module": "keras.layers",
+                "class_name": "InputLayer",
+                "config": cfg,
+                "registered_name": None,
+                "name": i.name,
+                "inbound_nodes": [],
+            }
         )
-        if not isinstance(cfg.get("layer"), dict):
-            raise L.refuse(cls, name, "layer", cfg.get("layer"), "a SimpleRNN, LSTM or GRU")
-        fwd = _recurrent(cfg["layer"], F)
-        if cfg.get("backward_layer") is not None:
-            bwd = _recurrent(cfg["backward_layer"], F)
-        else:  # Keras 2 files: the backward layer is the forward one, reading reversed
-            inner = dict(cfg["layer"], config=dict(cfg["layer"]["config"]))
-            inner["config"]["go_backwards"] = not fwd.go_backwards
-            inner["config"]["name"] = f"backward_{fwd.keras_name}"
-            bwd = _recurrent(inner, F)
-        if bwd.return_sequences != fwd.return_sequences or bwd.out_features != fwd.out_features:
-            raise L.refuse(
-                cls, name, "backward_layer", bwd.keras_name, "same units and return_sequences"
-            )
-        b = Bidirectional(name, mode, fwd, bwd)
-        return b, b.out_features, 3 if b.return_sequences else 2
-    if cls == "Dense":
-        b = Dense(name, L.dense_options(cls, name, cfg), F, time_distributed=False)
-        return b, b.out_features, ndim
-    if cls == "TimeDistributed":
-        L.check_options(cls, name, cfg, {"name", "layer"})
-        icls, iname, icfg = check_entry(cfg.get("layer"))
-        if icls != "Dense":
-            raise L.refuse(cls, name, "layer", icls, "TimeDistributed(Dense) only")
-        b = Dense(name, L.dense_options(icls, iname, icfg), F, time_distributed=True)
-        b.inner_name = iname
-        return b, b.out_features, ndim
-    if cls == "Activation":
-        L.check_options(cls, name, cfg, {"name", "activation"})
-        act = L.option(cls, name, cfg, "activation", None, allowed=L.DENSE_ACTIVATIONS)
-        return Passthrough(cls, name, {"activation": act}, act, F), F, ndim
-    if cls in PASSTHROUGH:
-        written, dropped = PASSTHROUGH[cls]
-        L.check_options(cls, name, cfg, written | dropped | {"name"})
-        kept = {k: v for k, v in cfg.items() if k in written}
-        return Passthrough(cls, name, kept, "linear", F), F, ndim
-    raise ValueError(f"{cls} {name!r}: layer class {cls} is not supported (supported: {SUPPORTED})")
+    nodes: dict[str, list] = {}
+    order: list[Block] = []
+    for c in g.calls:
+        b = model.block(c)
+        names[c.layer.path] = keras_name(c.layer.path)
+        for k, s in enumerate(b.output_specs):
+            specs[c.out(k)] = s
+
+        def conv(v):
+            if isinstance(v, tuple) and len(v) == 3 and isinstance(v[0], str):
+                return _tensor_json(v, specs.get(v), names)
+            if isinstance(v, list):
+                return [conv(w) for w in v]
+            return v
+
+        args = [conv(t) for t in c.args]
+        node = {
+            "args": [args[0] if len(args) == 1 else args],
+            "kwargs": {k: conv(v) for k, v in c.kwargs.items() if not k.startswith("arg")},
+        }
+        extra = sorted(k for k in c.kwargs if k.startswith("arg"))
+        node["args"] += [conv(c.kwargs[k]) for k in extra]
+        if b.keras_class == "MultiHeadAttention":
+            node["args"] = args
+        if c.layer.path not in nodes:
+            nodes[c.layer.path] = []
+            order.append(b)
+        nodes[c.layer.path].append(node)
+    for b in order:
+        e = b.keras_entry()
+        e["config"] = dict(e["config"], name=keras_name(b.keras_path))
+        e["name"] = keras_name(b.keras_path)
+        e["inbound_nodes"] = nodes[b.keras_path]
+        layers.append(e)
+
+    def ref(t):
+        return [names[t[0]], t[1], t[2]]
+
+    cfg = {
+        "name": g.name,
+        "trainable": True,
+        "layers": layers,
+        "input_layers": [ref(i.tid) for i in g.inputs],
+        "output_layers": [ref(t) for t in g.outputs],
+    }
+    return {
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "config": cfg,
+        "registered_name": "Functional",
+    }
 
 
-def _first_kernel_rows(entries: list[dict], weights: dict) -> int | None:
-    for e in entries:
-        arrays = (weights or {}).get(check_entry(e)[1])
-        if arrays:
-            return int(np.shape(arrays[0])[0])
+# --- config -> model ---------------------------------------------------------------------------
+
+
+def _high(g: Graph, blocks: dict[str, Block], tid) -> int | None:
+    for c in g.calls:
+        if tid in c.args and getattr(blocks[c.layer.path], "embedding", None) is not None:
+            return blocks[c.layer.path].embedding.num_embeddings
     return None
 
 
-def build_model(config: dict, weights: dict | None = None) -> PortedModel:
-    """Blocks from a Keras model config; with ``weights`` (name -> arrays), filled in."""
-    entries = model_layers(config)
-    shape = None
-    for e in entries:
-        cls, name, cfg = check_entry(e)
-        shape = shape or _input_shape(cls, name, cfg)
-    T, F = shape if shape else (None, _first_kernel_rows(entries, weights))
-    if F is None or F < 1:
-        raise ValueError("model config: the input feature size is not given (no InputLayer)")
-    blocks, f, ndim, after_list, input_name = [], F, 3, None, "input_layer"
-    for e in entries:
-        cls, name, cfg = check_entry(e)
-        if after_list is not None:
-            raise ValueError(
-                f"{cls} {name!r}: follows Bidirectional {after_list!r} with merge_mode=None "
-                "(two outputs); only a single chain is supported"
-            )
-        if cls == "InputLayer":
-            keys = {"name", "batch_shape", "batch_input_shape", "sparse", "ragged", "optional"}
-            L.check_options(cls, name, cfg, keys)
-            for key in ("sparse", "ragged", "optional"):
-                L.option(cls, name, cfg, key, False, allowed=(False,))
-            input_name = name
-            continue
-        b, f, ndim = make_block(cls, name, cfg, f, ndim)
-        if isinstance(b, Bidirectional) and b.merge_mode is None:
-            after_list = name
-        blocks.append(b)
-    name = str((config.get("config") or {}).get("name") or "ported")
-    model = PortedModel(blocks, (T, F), name=name, input_name=input_name)
+def build_model(
+    config: dict, weights: dict | None = None, *, keras: int = 3, empty: bool = False
+) -> PortedModel:
+    """The model of a Keras config; with ``weights`` (layer path -> arrays) filled in, all
+    checked first. Built on the meta device (no memory, no initialisation thrown away);
+    ``empty=True`` leaves it there for ``load_state_arrays``; with neither, small random
+    values (a config-only model, for tests and shapes)."""
+    g = parse(config, keras)
+    specs: dict = {i.tid: Spec(i.shape, i.dtype) for i in g.inputs}
+    blocks: dict[str, Block] = {}
+    with torch.device("meta"):
+        for c in g.calls:
+            ins = [specs[t] for t in c.args]
+            if c.layer.path not in blocks:
+                blocks[c.layer.path] = build(c.layer, ins)
+            b = blocks[c.layer.path]
+            for k, s in enumerate(b.output_specs):
+                specs[c.out(k)] = s
+    missing = [t for t in g.outputs if t not in specs]
+    if missing:
+        raise Refused(f"model config: output {missing[0][0]!r} #{missing[0][2]} does not exist")
+    inputs = [
+        TensorSpec(i.name, (i.batch, *i.shape), i.dtype, _high(g, blocks, i.tid)) for i in g.inputs
+    ]
+    out_names = []
+    for t in g.outputs:
+        out_names.append(
+            t[0] if sum(1 for u in g.outputs if u[0] == t[0]) == 1 else f"{t[0]}_{t[2]}"
+        )
+    outputs = [
+        TensorSpec(n, (None, *specs[t].shape), specs[t].dtype)
+        for n, t in zip(out_names, g.outputs, strict=True)
+    ]
+    model = PortedModel(g, blocks, inputs, outputs)
+    model.keras_version = keras
     if weights is not None:
         load_keras_arrays(model, weights)
-    return model.float().eval()
+    elif not empty:
+        _random_fill(model)
+    return model.eval()
+
+
+def _random_fill(model: PortedModel, scale: float = 0.5) -> None:
+    _materialize(model)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for b in model.layers:
+            for p in b.parts():
+                for r in p.rows:
+                    t = (
+                        p.module.get_parameter(r.torch)
+                        if r.torch in dict(p.module.named_parameters())
+                        else p.module.get_buffer(r.torch)
+                    )
+                    if r.zero:
+                        t.zero_()
+                        t.requires_grad_(False)
+                    else:
+                        t.copy_(torch.rand(t.shape, generator=gen) * 2 * scale - scale)
+
+
+def _materialize(model: PortedModel) -> None:
+    model.to_empty(device="cpu")
+
+
+def _layer_arrays(b: Block, lw, where: str) -> list[list]:
+    """A layer's stored arrays, per part: Keras 3 files by group path, legacy ones in order."""
+    parts = b.parts()
+    if isinstance(lw, list):
+        lw = {"": lw}
+    if not isinstance(lw, dict):
+        raise Refused(f"{where}: unreadable weights")
+    if all(p.sub in lw for p in parts) and set(lw) <= {p.sub for p in parts}:
+        return [list(lw[p.sub]) for p in parts]
+    if list(lw) == [""]:  # legacy .h5: the layer's arrays in get_weights() order
+        flat, out, i = list(lw[""]), [], 0
+        need = sum(len(p.names) for p in parts)
+        if len(flat) != need:
+            raise Refused(f"{where}: expected {need} arrays, got {len(flat)}")
+        for p in parts:
+            out.append(flat[i : i + len(p.names)])
+            i += len(p.names)
+        return out
+    raise Refused(
+        f"{where}: the file has weight groups {sorted(lw)}, expected {[p.sub for p in parts]}"
+    )
 
 
 def load_keras_arrays(model: PortedModel, weights: dict) -> None:
-    """Copy Keras arrays (layer name -> get_weights() list) into the model; all checked."""
-    wanted = {}
-    for b in model.layers:
-        if isinstance(b, Bidirectional):
-            f, r = b.forward_layer, b.backward_layer
-            wanted[b.keras_name] = [(f.rnn, table(f)), (r.rnn, table(r))]
-        elif isinstance(b, Recurrent):
-            wanted[b.keras_name] = [(b.rnn, table(b))]
-        elif isinstance(b, Dense):
-            wanted[b.keras_name] = [(b.linear, table(b))]
-    extra = sorted(set(weights) - set(wanted))
+    """Keras arrays (layer path -> arrays) into the model's tensors; everything checked first."""
+    wanted = {b.keras_path: b for b in model.layers if b.parts()}
+    extra = sorted(set(k for k, v in weights.items() if v) - set(wanted))
     if extra:
-        raise ValueError(f"weights for layers {extra} that the model config does not have")
+        raise Refused(f"weights for layers {extra} that the model config does not have")
+    plan = []
+    for path, b in wanted.items():
+        where = f"{b.keras_class} {b.keras_name!r}"
+        if path not in weights:
+            raise Refused(f"{where}: no weights in the file")
+        for p, arrays in zip(b.parts(), _layer_arrays(b, weights[path], where), strict=True):
+            half = f" ({p.sub.split('/')[0]})" if b.keras_class == "Bidirectional" else ""
+            tables.check_arrays(p, arrays, where + half)
+            plan.append((p, arrays, where + half))
+    _materialize(model)
+    for p, arrays, where in plan:
+        tables.keras_to_torch(p, arrays, where)
+    _check_filled(model, {id(p.module) for p, _, _ in plan})
+
+
+def _check_filled(model: PortedModel, filled: set[int]) -> None:
     for b in model.layers:
-        if b.keras_name not in wanted:
-            continue
-        arrays = weights.get(b.keras_name)
-        if arrays is None:
-            raise ValueError(f"{b.keras_class} {b.keras_name!r}: no weights in the file")
-        parts = wanted[b.keras_name]
-        counts = [len(L.keras_names(t)) for _, t in parts]
-        if len(arrays) != sum(counts):
-            raise ValueError(
-                f"{b.keras_class} {b.keras_name!r}: expected {sum(counts)} arrays, "
-                f"got {len(arrays)}"
-            )
-        i = 0
-        for (module, t), n, half in zip(parts, counts, ("forward", "backward"), strict=False):
-            where = f"{b.keras_class} {b.keras_name!r}" + (f" ({half})" if len(parts) > 1 else "")
-            L.keras_to_torch(module, t, arrays[i : i + n], where)
-            i += n
+        for p in b.parts():
+            assert id(p.module) in filled, f"{b.keras_name}: part {p.sub!r} was not filled"
 
 
-# --- files -----------------------------------------------------------------------------------
+def load_state_arrays(model: PortedModel, sd: dict) -> None:
+    """A torch state_dict of NumPy arrays into the model: same keys, same shapes, finite."""
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if missing or extra:
+        raise Refused(
+            f"state_dict does not match the architecture: missing {missing[:5]}, extra {extra[:5]}"
+        )
+    arrays = {}
+    for k, t in own.items():
+        a = tables.as_float32(k, sd[k])
+        if a.shape != tuple(t.shape):
+            raise Refused(f"{k}: expected shape {tuple(t.shape)}, got {a.shape}")
+        arrays[k] = a
+    _materialize(model)
+    own = model.state_dict()
+    with torch.no_grad():
+        for k, t in own.items():
+            t.copy_(torch.from_numpy(arrays[k]))
+
+
+# --- files -------------------------------------------------------------------------------------
 
 
 def _ext(path: Path) -> str:
@@ -351,134 +476,89 @@ def _ext(path: Path) -> str:
     return path.suffix.lower()
 
 
-def load_keras_model(path: str | os.PathLike, arch: str | os.PathLike | None = None):
+def _major(version) -> int:
+    return 2 if str(version or "3").startswith("2") else 3
+
+
+def load_keras_model(path: str | os.PathLike, arch: str | os.PathLike | None = None) -> PortedModel:
     """A Keras model file as a torch ``PortedModel`` (eval mode, float32).
 
     ``path``: .keras, Keras 3 or Keras 2 .h5, .weights.h5 (with ``arch``: a .keras or a config
     .json), or a .safetensors / .pt written by ``save_keras_model``. Nothing is unpickled and
     Keras is never imported; a layer or option that cannot be ported exactly is refused.
     """
-    from . import formats
-
     path = Path(path)
     if _ext(path) in TORCH_EXTS:
-        sd, meta = formats.read_torch_file(path)
+        sd, meta = files.read_torch_file(path)
         if not isinstance(meta, dict) or meta.get("format") != ARCH_FORMAT:
-            raise ValueError(f"{path}: no {ARCH_FORMAT} architecture in the file")
+            raise Refused(f"{path}: no {ARCH_FORMAT} architecture in the file")
         if arch is not None:
-            raise ValueError(f"{path}: holds its own architecture; --arch is not needed")
+            raise Refused(f"{path}: holds its own architecture; --arch is not needed")
         try:
-            model = build_model(meta.get("keras_config"))
+            model = build_model(
+                meta.get("keras_config"), keras=_major(meta.get("keras_version")), empty=True
+            )
             load_state_arrays(model, sd)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+        except Refused as e:
+            raise Refused(f"{path}: {e}") from None
         model.source_format = _ext(path)[1:]
-        return model
-    kf = formats.read_keras(path, arch)
+        return model.eval()
+    kf = files.read_keras(path, arch)
+    keras = _major(getattr(kf, "keras_version", None) or ("2" if "keras2" in kf.dialect else "3"))
     try:
-        model = build_model(kf.config, kf.weights)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        model = build_model(kf.config, kf.weights, keras=keras)
+    except Refused as e:
+        raise Refused(f"{path}: {e}") from None
     model.source_format = kf.dialect
-    return model
+    return model.eval()
 
 
-def load_state_arrays(model: PortedModel, sd: dict) -> None:
-    """A torch state_dict of NumPy arrays into the model: same keys, same shapes, finite."""
-    own = model.state_dict()
-    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    if missing or extra:
-        raise ValueError(
-            f"state_dict does not match the architecture: missing {missing}, extra {extra}"
-        )
-    with torch.no_grad():
-        for k, t in own.items():
-            a = L.as_float32(k, sd[k])
-            if a.shape != tuple(t.shape):
-                raise ValueError(f"{k}: expected shape {tuple(t.shape)}, got {a.shape}")
-            t.copy_(torch.from_numpy(np.ascontiguousarray(a)))
-
-
-def save_keras_model(model: PortedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def save_keras_model(
+    model: nn.Module, path: str | os.PathLike, overwrite: bool = False, example_inputs=None
+) -> Path:
     """Write ``model`` as .keras / .weights.h5 (Keras 3), .safetensors or .pt, atomically.
 
     An existing file is never replaced unless ``overwrite=True``.
     """
-    from . import formats
-
     if not isinstance(model, PortedModel):
-        raise ValueError(
+        raise Refused(
             f"save_keras_model: expected a model from load_keras_model, got {type(model).__name__}"
-            " (for the lesson's SinRNN use torch_to_keras + save_keras_weights)"
         )
     path = Path(path)
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:
         raise FileExistsError(f"{path}: already exists; not overwritten")
     ext = _ext(path)
+    if model.keras_version == 2 and ext in KERAS_OUT_EXTS:
+        _check_keras3_formulas(model)
     if ext in KERAS_OUT_EXTS:
-        formats.write_keras(path, model.keras_config(), model.keras_weights())
+        flat = {
+            k: [a for arrays in v.values() for a in arrays]
+            for k, v in model.keras_weights().items()
+        }
+        files.write_keras(path, model.keras_config(), flat)  # TEMPORARY: port/io takes the groups
     elif ext in TORCH_EXTS:
         sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-        arch = {"format": ARCH_FORMAT, "version": 1, "keras_config": model.keras_config()}
-        formats.write_torch_file(path, sd, arch)
+        arch = {
+            "format": ARCH_FORMAT,
+            "version": 2,
+            "keras_version": str(model.keras_version),
+            "keras_config": model.keras_config(),
+        }
+        files.write_torch_file(path, sd, arch)
     else:
-        raise ValueError(
+        raise Refused(
             f"{path}: unknown output format; use .keras, .weights.h5, .safetensors or .pt"
         )
     return path
 
 
-# --- the layer table (inspect) ---------------------------------------------------------------
-
-
-def _torch_module_text(m) -> str:
-    if isinstance(m, nn.Linear):
-        return f"nn.Linear({m.in_features}, {m.out_features}, bias={m.bias is not None})"
-    kind = {"RNN": "nn.RNN", "LSTM": "nn.LSTM", "GRU": "nn.GRU"}.get(type(m).__name__)
-    if kind is None:
-        return f"{type(m).__name__}({m.input_size}, {m.hidden_size}, bias={m.bias}) [own cell]"
-    extra = f", nonlinearity={m.nonlinearity!r}" if kind == "nn.RNN" else ""
-    return f"{kind}({m.input_size}, {m.hidden_size}{extra}, bias={m.bias}, batch_first=True)"
-
-
-def _describe_block(b, prefix: str) -> list[str]:
-    if isinstance(b, Recurrent):
-        o = b.options
-        flags = [k for k in ("return_sequences", "go_backwards") if o[k]]
-        if b.keras_class == "GRU":
-            flags.append(f"reset_after={o['reset_after']}")
-        head = f"{prefix}rnn = {_torch_module_text(b.rnn)}"
-        lines = [f"  -> {head}" + (f"  ({', '.join(flags)})" if flags else "")]
-        lines += L.describe(b.rnn, table(b), f"{prefix}rnn.")
-        names = ["h", "c"] if b.keras_class == "LSTM" else ["h"]
-        state = ", ".join(f"{n} (B, {h})" for n, h in zip(names, b.state_sizes, strict=True))
-        return [*lines, f"    state: {state}"]
-    if isinstance(b, Bidirectional):
-        lines = [f"  merge_mode={b.merge_mode!r}; the backward layer reads the sequence reversed"]
-        for half in ("forward_layer", "backward_layer"):
-            inner = getattr(b, half)
-            lines.append(f"  {half}: {inner.keras_class} {inner.keras_name!r}")
-            lines += [f"  {line}" for line in _describe_block(inner, f"{prefix}{half}.")[:-1]]
-        return [*lines, "    state: none (not streamable)"]
-    if isinstance(b, Dense):
-        head = f"  -> {prefix}linear = {_torch_module_text(b.linear)}, then {b.activation}"
-        return [head, *L.describe(b.linear, table(b), f"{prefix}linear.")]
-    if b.activation != "linear":
-        return [f"  -> activation {b.activation} (no parameters)"]
-    return ["  -> identity at inference (no parameters)"]
-
-
-def describe_model(model: PortedModel, source: str = "") -> list[str]:
-    """The layer table: each Keras layer, its torch module, every tensor and how it maps."""
-    T, F = model.input_shape
-    state = model.state_sizes if model.streamable else "not streamable"
-    lines = [
-        f"{source} ({model.source_format or 'model'}): input (batch, {T or 'time'}, {F}); "
-        f"state sizes {state}"
-    ]
-    for i, b in enumerate(model.layers):
-        lines.append(f"{b.keras_class} {b.keras_name!r}")
-        lines += _describe_block(b, f"layers.{i}.")
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lines.append(f"{n} trainable parameters (as in Keras)")
-    return lines
+def _check_keras3_formulas(model: PortedModel) -> None:
+    """A Keras 2 hard_sigmoid has no Keras 3 twin: refuse rather than write another formula."""
+    for b in model.layers:
+        entry = b.keras_entry()
+        text = str(entry)
+        if "hard_sigmoid" in text:
+            raise Refused(
+                f"{b.keras_class} {b.keras_name!r}: Keras 2's hard_sigmoid (clip(0.2x + 0.5)) differs from "
+                "Keras 3's (relu6(x + 3) / 6); it cannot be written as a Keras 3 file"
+            )
