@@ -49,6 +49,7 @@ class Call:
     args: list[Tid]
     kwargs: dict = field(default_factory=dict)  # name -> Tid | [Tid, ...] | plain value
     number: int = 0  # this layer's n-th call
+    chained: bool = False  # inside a Sequential: its one output feeds the next layer
 
     def out(self, i: int) -> Tid:
         return (self.layer.path, self.number, i)
@@ -279,6 +280,7 @@ class _Scope:
                 continue
             outs = self.call(e, layer, [current], {})
             if outs is None:
+                self.g.calls[-1].chained = True
                 current = self.g.calls[-1].out(0)
             elif len(outs) != 1:
                 raise layer.fail(f"gives {len(outs)} outputs inside a Sequential model")
@@ -293,6 +295,10 @@ class _Scope:
                 f"model config {self.prefix[:-1] or cfg.get('name')!r}: two layers share a name"
             )
         in_refs, out_refs = _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers"))
+        inputs_here = {check_entry(e)[1] for e in entries if check_entry(e)[0] == "InputLayer"}
+        for ref in in_refs:
+            if ref[0] not in inputs_here:
+                raise Refused(f"model config: input {ref[0]!r} is not an InputLayer of the model")
         if inputs is not None and len(inputs) != len(in_refs):
             raise Refused(
                 f"model {self.prefix[:-1]!r}: called on {len(inputs)} inputs, it has {len(in_refs)}"

@@ -347,6 +347,7 @@ def build_model(
             b = blocks[c.layer.path]
             for k, s in enumerate(b.output_specs):
                 specs[c.out(k)] = s
+    _sequential_outputs(g, blocks)
     missing = [t for t in g.outputs if t not in specs]
     if missing:
         raise Refused(f"model config: output {missing[0][0]!r} #{missing[0][2]} does not exist")
@@ -388,6 +389,26 @@ def _random_fill(model: PortedModel, scale: float = 0.5) -> None:
                         t.requires_grad_(False)
                     else:
                         t.copy_(torch.rand(t.shape, generator=gen) * 2 * scale - scale)
+
+
+def _sequential_outputs(g: Graph, blocks: dict[str, Block]) -> None:
+    """In a Sequential, a layer with several outputs (Bidirectional, merge_mode=None) must be
+    the last, and then all its outputs are the model's."""
+    used = {t for c in g.calls for t in c.args}
+    for c in g.calls:
+        b = blocks[c.layer.path]
+        n = len(b.output_specs)
+        if not c.chained or n == 1:
+            continue
+        if c.out(0) in used:
+            nxt = next(d for d in g.calls if c.out(0) in d.args)
+            raise Refused(
+                f"{nxt.layer.cls} {nxt.layer.name!r}: follows {b.keras_class} {b.keras_name!r} with "
+                f"{n} outputs (merge_mode=None or return_state); in a Sequential model only the last layer may have several"
+            )
+        if c.out(0) in g.outputs:
+            i = g.outputs.index(c.out(0))
+            g.outputs[i : i + 1] = [c.out(k) for k in range(n)]
 
 
 def _materialize(model: PortedModel) -> None:
