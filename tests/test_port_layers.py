@@ -217,8 +217,8 @@ def test_every_shape_checked_before_copying():
     model = build_model(sequential(F, layer("LSTM", "lstm", units=H)), {"lstm": arrays})
     before = {k: v.clone() for k, v in model.state_dict().items()}
     bad = [arrays[0], arrays[1], np.zeros(4 * H + 1, np.float32)]
+    part = tables.Part("cell", model.layers[0].rnn, rnn_rows("LSTM", True, True, own=False))
     with pytest.raises(ValueError, match=r"LSTM 'lstm' bias: expected shape \(12,\), got \(13,\)"):
-        part = tables.Part("cell", model.layers[0].rnn, rnn_rows("LSTM", True, True, own=False))
         tables.keras_to_torch(part, bad, "LSTM 'lstm'")
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # the kernels were not copied either
