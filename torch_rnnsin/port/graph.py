@@ -340,8 +340,9 @@ class _Scope:
                 if outs is None:  # its outputs are counted once it is built
                     self.nodes[(layer.name, k)] = self.g.calls[-1]
                 else:
+                    k2 = k + _skipped_first_node(e, self.keras)
                     for i, t in enumerate(outs):
-                        self.tensors[(layer.name, k, i)] = t
+                        self.tensors[(layer.name, k2, i)] = t
                 progressed.append(item)
             if not progressed:
                 e, layer, k, node = pending[0]
@@ -352,6 +353,16 @@ class _Scope:
                 )
             pending = [p for p in pending if p not in progressed]
         return [self.resolve(r, Layer("Model", self.prefix[:-1] or "model", {})) for r in out_refs]
+
+
+def _skipped_first_node(entry: dict, keras: int) -> int:
+    """Keras 2 numbers a nested model's calls from 1 when the model starts with its own
+    InputLayer (its node 0 is the one built with it, never saved)."""
+    if keras != 2:
+        return 0
+    cfg = entry.get("config")
+    layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers") or []
+    return int(bool(layers) and isinstance(layers[0], dict) and layers[0].get("class_name") == "InputLayer")
 
 
 def _kw_refs(kwargs) -> list:

@@ -198,6 +198,15 @@ BUILT_IN_MODULES = (
 )
 
 
+OP_MODULES = ("keras.src.ops.numpy", "keras.src.ops.core", "keras.src.ops.math", "keras.src.ops.nn")
+
+
+def _keras_src_layer(module) -> bool:
+    """keras.src.layers.<package>.<module>: Keras 3's own layer modules, names checked."""
+    parts = str(module).split(".")
+    return parts[:3] == ["keras", "src", "layers"] and all(p.isidentifier() for p in parts)
+
+
 def check_entry(entry, where: str = "model config") -> tuple[str, str, dict]:
     """(class, name, config) of one layer entry; custom or third-party classes refused."""
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
@@ -208,10 +217,9 @@ def check_entry(entry, where: str = "model config") -> tuple[str, str, dict]:
     name = entry.get("name") or cfg.get("name")
     name = str(name) if name is not None else "?"
     module, registered = entry.get("module"), entry.get("registered_name")
-    built_in = (
-        module is None or module in BUILT_IN_MODULES or str(module).startswith("keras.src.layers.")
-    )
-    if not built_in or registered not in (None, cls):
+    built_in = module is None or module in BUILT_IN_MODULES or _keras_src_layer(module)
+    ops = module in OP_MODULES  # Keras 3 records mask arithmetic as op layers
+    if not (built_in or ops) or registered not in (None, cls):
         raise Refused(
             f"{cls} {name!r}: custom layer (module={module!r}, registered_name={registered!r}) "
             "is not supported; only built-in Keras layers are ported"

@@ -277,7 +277,13 @@ class Recurrent(Block):
     def parts(self) -> list[Part]:
         if len(self.cells) == 1:
             return [Part("cell", self.cells[0].rnn, self.cells[0].rows())]
-        return [Part(f"cell/cells/{i}", c.rnn, c.rows()) for i, c in enumerate(self.cells)]
+        parts, used = [], {}
+        for c in self.cells:  # Keras 3 names each cell's group by its class, counted
+            snake = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}[c.kind]
+            used[snake] = used.get(snake, -1) + 1
+            name = snake if used[snake] == 0 else f"{snake}_{used[snake]}"
+            parts.append(Part(f"cell/cells/{name}", c.rnn, c.rows()))
+        return parts
 
     def keras_entry(self) -> dict:
         flags = {k: v for k, v in self.flags.items() if k != "zero_output_for_mask" or v}
