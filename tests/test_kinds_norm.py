@@ -97,11 +97,23 @@ def test_normalization(K, tmp_path):
     check(K, tmp_path, inp, outs, [x_seq()], labels=list(NORM))
 
 
-def test_rms_scaling_keras3(keras3, tmp_path):
+def test_rms_keras3(keras3, tmp_path):
+    L = keras3.layers
     inp = keras3.Input((T, F))
-    out = keras3.layers.LayerNormalization(rms_scaling=True)(inp)
-    ported = check(keras3, tmp_path, inp, out, [x_seq()])
+    outs = [
+        L.LayerNormalization(rms_scaling=True)(inp),
+        L.RMSNormalization()(inp),
+        L.RMSNormalization(axis=[1, 2], epsilon=0.1)(inp),
+    ]
+    ported = check(keras3, tmp_path, inp, outs, [x_seq()], labels=["ln-rms", "rms", "rms-axes"])
     assert ported.layers[0].rms
+
+
+def test_thresholded_relu_keras2(keras2, tmp_path):
+    inp = keras2.Input((T, F))
+    out = keras2.layers.ThresholdedReLU(theta=0.4)(inp)
+    ported = check(keras2, tmp_path, inp, out, [x_seq()])
+    assert ported.layers[0].keras_entry()["class_name"] == "ReLU"
 
 
 ACT = {
@@ -113,6 +125,7 @@ ACT = {
     "prelu": lambda L: L.PReLU(),
     "prelu-shared": lambda L: L.PReLU(shared_axes=[1]),
     "elu": lambda L: L.ELU(alpha=0.5),
+    "rescaling": lambda L: L.Rescaling(1.7, offset=-0.4),
     "softmax": lambda L: L.Softmax(),
     "softmax-axis1": lambda L: L.Softmax(axis=1),
     "softmax-axes": lambda L: L.Softmax(axis=[1, 2]),

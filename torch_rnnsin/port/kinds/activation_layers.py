@@ -1,4 +1,5 @@
-"""Activation layers with options: ReLU, LeakyReLU, PReLU, ELU, Softmax (mask-aware, as Keras).
+"""Activation layers with options: ReLU, LeakyReLU, PReLU, ELU, Softmax (mask-aware, as Keras),
+Keras 2's ThresholdedReLU, and Rescaling (x * scale + offset, numbers only).
 
 PReLU  alpha (input shape, shared axes 1) -> alpha  as is:  relu(x) - alpha * relu(-x)
 """
@@ -11,7 +12,7 @@ from torch import nn
 
 from ...common.errors import Refused
 from ..tables import Part, Row
-from .base import Block, Layer, Spec, kind
+from .base import Block, Layer, Spec, entry, kind
 from .norm import axes
 
 
@@ -177,3 +178,47 @@ def softmax(layer: Layer, inputs: list[Spec]) -> Block:
     layer.check({"axis"})
     x = inputs[0]
     return Softmax(layer, x, axes(layer, x, many=True))
+
+
+class Thresholded(Block):
+    def __init__(self, layer: Layer, x: Spec, theta: float):
+        super().__init__(layer, [x])
+        self.theta = theta
+        self.config = {"max_value": None, "negative_slope": 0.0, "threshold": theta}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (x > self.theta).to(x.dtype)
+
+    def keras_entry(self) -> dict:  # Keras 3 has no ThresholdedReLU: its ReLU(threshold) is it
+        return entry("ReLU", {"name": self.keras_name, **self.config})
+
+    def describe(self) -> list[str]:
+        return [f"  -> x * (x > {self.theta})"]
+
+
+@kind("ThresholdedReLU")
+def thresholded_relu(layer: Layer, inputs: list[Spec]) -> Block:
+    layer.check({"theta"})
+    return Thresholded(layer, inputs[0], _number(layer, "theta", 1.0, minimum=0))
+
+
+class Rescaling(Block):
+    def __init__(self, layer: Layer, x: Spec, scale: float, offset: float):
+        super().__init__(layer, [x])
+        self.scale, self.offset = scale, offset
+        self.config = {"scale": scale, "offset": offset}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.offset
+
+    def describe(self) -> list[str]:
+        return [f"  -> x * {self.scale} + {self.offset}"]
+
+
+@kind("Rescaling")
+def rescaling(layer: Layer, inputs: list[Spec]) -> Block:
+    layer.check({"scale", "offset"})
+    x = inputs[0]
+    if x.dtype != "float32":
+        raise layer.fail(f"needs a float32 input, got {x.dtype}")
+    return Rescaling(layer, x, _number(layer, "scale", None), _number(layer, "offset", 0.0))

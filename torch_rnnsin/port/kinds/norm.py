@@ -6,6 +6,7 @@ GroupNormalization, UnitNormalization. Keras axes count the batch axis (axis -1 
     LayerNormalization  gamma, beta (the normalized axes' sizes) -> weight, bias  (F.layer_norm,
                         axes moved last); rms_scaling: x * rsqrt(var + eps) * gamma (Keras's own)
     GroupNormalization  gamma, beta (C,) -> weight, bias  (F.group_norm, axis moved to 1)
+    RMSNormalization    scale (the normalized axes' sizes) -> weight:  x * rsqrt(mean(x^2) + eps) * scale
     UnitNormalization   no weights: x * min(rsqrt(sum(x^2)), 1e12) over the axes
 """
 
@@ -180,6 +181,36 @@ def group_normalization(layer: Layer, inputs: list[Spec]) -> Block:
     scale = layer.option("scale", True, kind=bool)
     eps = float(layer.option("epsilon", 1e-3, kind=float))
     return GroupNorm(layer, x, axis, groups, center, scale, eps)
+
+
+class RMSNorm(Block):
+    def __init__(self, layer: Layer, x: Spec, ax: list[int], eps: float):
+        super().__init__(layer, [x])
+        self.axes, self.eps = ax, eps
+        self.weight = nn.Parameter(torch.ones(tuple(x.shape[a - 1] for a in ax)))
+        self.config = {"axis": ax, "epsilon": eps}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(self.axes)
+        y = x.movedim(self.axes, list(range(x.dim() - n, x.dim())))  # (B, ..., *normalized)
+        dims = tuple(range(y.dim() - n, y.dim()))
+        y = y * torch.rsqrt((y * y).mean(dim=dims, keepdim=True) + self.eps) * self.weight
+        return y.movedim(list(range(x.dim() - n, x.dim())), self.axes)
+
+    def parts(self) -> list[Part]:
+        return [Part("", self, (Row("scale", "weight"),))]
+
+    def describe(self) -> list[str]:
+        return [f"  -> x * rsqrt(mean(x^2) + eps) * scale over axes {self.axes}, eps={self.eps}"]
+
+
+@kind("RMSNormalization")
+def rms_normalization(layer: Layer, inputs: list[Spec]) -> Block:
+    layer.check({"axis", "epsilon"})
+    x = inputs[0]
+    _float32(layer, x)
+    eps = float(layer.option("epsilon", 1e-6, kind=float))
+    return RMSNorm(layer, x, axes(layer, x, many=True), eps)
 
 
 class UnitNorm(Block):
