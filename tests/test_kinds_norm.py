@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +207,52 @@ def test_a_mask_keras_would_not_broadcast_is_refused():
     model = build_model(sequential(F, layer("Softmax", "x"), T=T))
     with pytest.raises(Refused, match=r"Softmax 'x': mask \(3, 5\) does not broadcast"):
         model.layers[0](torch.zeros(3, T, F), mask=torch.ones(3, T, dtype=torch.bool))
+
+
+def test_onnx_in_onnxruntime():
+    """Every kind behind an LSTM, traced with a free batch and time, equals torch."""
+    needs_keras("onnx", "onnxruntime")
+    import onnxruntime as ort
+
+    kinds = [
+        ("BatchNormalization", {}),
+        ("LayerNormalization", {"center": False}),
+        ("RMSNormalization", {"epsilon": 1e-6}),
+        ("GroupNormalization", {"groups": 2}),
+        ("UnitNormalization", {}),
+        ("ReLU", {"max_value": 0.6, "negative_slope": 0.1, "threshold": 0.2}),
+        ("PReLU", {"shared_axes": [1]}),
+        ("LeakyReLU", {"negative_slope": 0.1}),
+        ("ELU", {"alpha": 0.5}),
+        ("ThresholdedReLU", {"theta": 0.1}),
+        ("Rescaling", {"scale": 2.0, "offset": 0.1}),
+        ("Softmax", {}),
+    ]
+    entries = [layer(c, f"k{i}", **o) for i, (c, o) in enumerate(kinds)]
+    lstm = layer("LSTM", "lstm", units=4, return_sequences=True)
+    model = build_model(sequential(3, lstm, *entries, layer("Dense", "d", units=2)))
+    with torch.no_grad():
+        model.layers[1].running_var.uniform_(0.3, 1.5)
+
+    class Plain(torch.nn.Module):  # the model's forward alone (no state arguments)
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x)
+
+    buf = io.BytesIO()
+    x = torch.randn(2, 5, 3)
+    axes = {"x": {0: "batch", 1: "time"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Plain(model), (x,), buf, input_names=["x"], dynamic_axes=axes, dynamo=False
+        )
+    session = ort.InferenceSession(buf.getvalue())
+    for shape in [(2, 5, 3), (3, 9, 3)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        close(session.run(None, {"x": x.numpy()})[0], want, f"onnx {shape}")
