@@ -170,7 +170,8 @@ class Softmax(Block):
         return y
 
     def describe(self) -> list[str]:
-        return [f"  -> softmax over axes {self.axes}; masked entries -> 0"]
+        masked = "-1e9, then 0" if self.keras == 3 else "+ -1e9 (Keras 2)"
+        return [f"  -> softmax over axes {self.axes}; masked entries {masked}"]
 
 
 @kind("Softmax")
