@@ -33,6 +33,10 @@ def _sparse_plus(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= -1, torch.zeros_like(x), torch.where(x >= 1, x, (x + 1) ** 2 / 4))
 
 
+def _sparse_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(0.5 * (x + 1.0), 0.0, 1.0)  # 0 below -1, 1 above 1
+
+
 KERAS3: dict[str, Fn] = {
     "linear": lambda x: x,
     "relu": F.relu,
@@ -62,6 +66,7 @@ KERAS3: dict[str, Fn] = {
     "hard_shrink": lambda x: F.hardshrink(x, 0.5),
     "squareplus": lambda x: (x + torch.sqrt(x * x + 4.0)) / 2,
     "sparse_plus": _sparse_plus,
+    "sparse_sigmoid": _sparse_sigmoid,
     "glu": _glu,
 }
 KERAS2: dict[str, Fn] = {
