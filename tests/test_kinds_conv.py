@@ -9,6 +9,7 @@ import torch
 from conftest import needs_keras
 
 from torch_rnnsin.common.errors import Refused
+from torch_rnnsin.port.kinds.base import Layer, Spec, build
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
 
 
@@ -89,8 +90,63 @@ def test_conv1d(K, tmp_path, opts):
 
 
 def test_conv1d_refuses_an_unknown_option():
-    from torch_rnnsin.port.kinds.base import Layer, Spec, build
-
     cfg = {"filters": 2, "kernel_size": [3], "wobble": 1}
     with pytest.raises(Refused, match=r"^Conv1D 'c': wobble=1 is not supported"):
         build(Layer("Conv1D", "c", cfg), [Spec((5, 2))])
+
+
+POOL1D = [
+    ("MaxPooling1D", {}),
+    ("MaxPooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ("AveragePooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ("AveragePooling1D", {"pool_size": 2, "strides": 1, "data_format": "channels_first"}),
+]
+
+
+@pytest.mark.parametrize(("cls", "opts"), POOL1D)
+def test_pool1d(K, tmp_path, cls, opts):
+    L = K.layers
+    layers = [L.Conv1D(4, 2, padding="same"), getattr(L, cls)(**opts), L.GRU(3)]
+    cross_check(K, tmp_path, (9, 3), layers)
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pool1d(K, tmp_path, keepdims):
+    L = K.layers
+    inp = K.Input(shape=(7, 3))
+    h = L.Conv1D(4, 3, padding="same")(inp)
+    ys = [
+        L.GlobalMaxPooling1D(keepdims=keepdims)(h),
+        L.GlobalAveragePooling1D(keepdims=keepdims, data_format="channels_first")(h),
+        L.GlobalAveragePooling1D(keepdims=keepdims)(h),
+    ]
+    model = K.Model(inp, ys)
+    randomize(model)
+    x = np.random.default_rng(1).normal(size=(2, 7, 3)).astype(np.float32)
+    path = tmp_path / ("m.keras" if K.__name__ == "keras" else "m.h5")
+    wants = model.predict(x, verbose=0)
+    model.save(path)
+    with torch.no_grad():
+        gots = load_keras_model(path)(torch.from_numpy(x))
+    assert len(gots) == 3
+    for got, want in zip(gots, wants, strict=True):
+        close(got.numpy(), np.asarray(want))
+
+
+def test_global_average_pool1d_skips_masked_steps(tfk, keras3, tmp_path):
+    """Keras 2 file with Masking in front; Keras 3 (whose files record the mask's ops as
+    op nodes the graph does not port yet) against the layer called with the same mask."""
+    x = np.random.default_rng(3).normal(size=(3, 6, 2)).astype(np.float32)
+    x[0, 4:] = 0.0  # masked tail
+    x[2, 1] = 0.0  # masked middle step
+    L = tfk.layers
+    ported = cross_check(tfk, tmp_path, (6, 2), [L.Masking(0.0), L.GlobalAveragePooling1D()], x=x)
+    assert np.allclose(torch_run(ported, x)[0], x[0, :4].mean(axis=0), atol=1e-6)
+    mask = (x != 0).any(-1)
+    for fmt, xin in (("channels_last", x), ("channels_first", x.transpose(0, 2, 1).copy())):
+        k3 = keras3.layers.GlobalAveragePooling1D(data_format=fmt, keepdims=True)
+        want = np.asarray(k3(xin, mask=mask))
+        block = build(Layer("GlobalAveragePooling1D", "g", k3.get_config()), [Spec(xin.shape[1:])])
+        with torch.no_grad():
+            got = block(torch.from_numpy(xin), mask=torch.from_numpy(mask))
+        close(got.numpy(), want)
