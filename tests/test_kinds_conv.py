@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -89,12 +91,6 @@ def test_conv1d(K, tmp_path, opts):
     cross_check(K, tmp_path, (9, 4), [L.Conv1D(**kw), L.LSTM(3, return_sequences=True)])
 
 
-def test_conv1d_refuses_an_unknown_option():
-    cfg = {"filters": 2, "kernel_size": [3], "wobble": 1}
-    with pytest.raises(Refused, match=r"^Conv1D 'c': wobble=1 is not supported"):
-        build(Layer("Conv1D", "c", cfg), [Spec((5, 2))])
-
-
 POOL1D = [
     ("MaxPooling1D", {}),
     ("MaxPooling1D", {"pool_size": 3, "strides": 2, "padding": "same"}),
@@ -150,3 +146,72 @@ def test_global_average_pool1d_skips_masked_steps(tfk, keras3, tmp_path):
         with torch.no_grad():
             got = block(torch.from_numpy(xin), mask=torch.from_numpy(mask))
         close(got.numpy(), want)
+
+
+def test_cnn_lstm_with_flatten_reshape_permute(K, tmp_path):
+    """A CRNN front-end: Conv2D -> MaxPooling2D -> Permute -> Reshape(-1) -> LSTM; Flatten."""
+    L = K.layers
+    layers = [
+        L.Conv2D(3, 3, padding="same", activation="relu"),
+        L.MaxPooling2D((2, 2)),
+        L.Permute((2, 1, 3)),
+        L.Reshape((-1, 9)),
+        L.LSTM(4, return_sequences=True),
+        L.Flatten(),
+    ]
+    cross_check(K, tmp_path, (6, 8, 2), layers)
+
+
+def test_lstm_autoencoder_with_repeat_vector(K, tmp_path):
+    L = K.layers
+    layers = [L.LSTM(4), L.RepeatVector(5), L.LSTM(3, return_sequences=True)]
+    cross_check(K, tmp_path, (5, 2), layers)
+
+
+def test_flatten_channels_first(K, tmp_path):
+    L = K.layers
+    cross_check(K, tmp_path, (3, 4, 2), [L.Flatten(data_format="channels_first")])
+
+
+def test_pad_crop_upsample(K, tmp_path):
+    L = K.layers
+    layers = [
+        L.ZeroPadding2D(((1, 2), (0, 1))),
+        L.Cropping2D(((0, 1), (2, 0))),
+        L.UpSampling2D((2, 1)),
+        L.Reshape((-1, 2)),
+        L.ZeroPadding1D((2, 1)),
+        L.Cropping1D((1, 0)),
+        L.UpSampling1D(3),
+        L.GRU(3),
+    ]
+    cross_check(K, tmp_path, (4, 3, 2), layers)
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_conv2d_pool2d(K, tmp_path, fmt):
+    L = K.layers
+    layers = [
+        L.Conv2D(4, (3, 2), strides=(2, 1), padding="same", data_format=fmt),
+        L.AveragePooling2D((3, 2), strides=(2, 2), padding="same", data_format=fmt),
+        L.Conv2D(2, 2, dilation_rate=(1, 2), padding="same", data_format=fmt),
+        L.MaxPooling2D((2, 2), strides=1, data_format=fmt),
+        L.GlobalMaxPooling2D(data_format=fmt),
+    ]
+    shape = (7, 6, 3) if fmt == "channels_last" else (3, 7, 6)
+    cross_check(K, tmp_path, shape, layers)
+
+
+@pytest.mark.parametrize(
+    ("cls", "cfg", "option"),
+    [
+        ("Conv1D", {"filters": 2, "kernel_size": [3], "wobble": 1}, "wobble=1"),
+        ("Conv2D", {"filters": 2, "kernel_size": [3, 3], "padding": "causal"}, "padding='causal'"),
+        ("UpSampling2D", {"size": [2, 2], "interpolation": "bilinear"}, "interpolation='bilinear'"),
+        ("Reshape", {"target_shape": [-1, -1]}, "target_shape=[-1, -1]"),
+    ],
+)
+def test_refusals_name_class_layer_and_option(cls, cfg, option):
+    shape = (5, 4, 2) if cls.endswith("2D") else (5, 2)
+    with pytest.raises(Refused, match="^" + re.escape(f"{cls} 'c': {option} is not supported")):
+        build(Layer(cls, "c", cfg), [Spec(shape)])
