@@ -215,3 +215,40 @@ def test_refusals_name_class_layer_and_option(cls, cfg, option):
     shape = (5, 4, 2) if cls.endswith("2D") else (5, 2)
     with pytest.raises(Refused, match="^" + re.escape(f"{cls} 'c': {option} is not supported")):
         build(Layer(cls, "c", cfg), [Spec(shape)])
+
+
+DEPTHWISE = [
+    ("DepthwiseConv1D", {"kernel_size": 3, "depth_multiplier": 2, "padding": "same", "strides": 2}),
+    ("SeparableConv1D", {"filters": 5, "kernel_size": 3, "dilation_rate": 2, "activation": "tanh"}),
+    ("SeparableConv1D", {"filters": 3, "kernel_size": 2, "use_bias": False, "padding": "same"}),
+    ("Conv1DTranspose", {"filters": 3, "kernel_size": 3, "strides": 2}),
+    ("Conv1DTranspose", {"filters": 3, "kernel_size": 4, "strides": 3, "padding": "same"}),
+    ("Conv1DTranspose", {"filters": 2, "kernel_size": 2, "strides": 3}),
+]
+
+
+@pytest.mark.parametrize(("cls", "opts"), DEPTHWISE)
+def test_depthwise_separable_transpose_1d(K, tmp_path, cls, opts):
+    L = K.layers
+    cross_check(K, tmp_path, (8, 3), [getattr(L, cls)(**opts), L.LSTM(2)])
+
+
+def test_depthwise_separable_2d(K, tmp_path):
+    L = K.layers
+    layers = [
+        L.DepthwiseConv2D((3, 2), depth_multiplier=2, padding="same", strides=(2, 1)),
+        L.SeparableConv2D(4, 2, depth_multiplier=2, activation="relu"),
+        L.Flatten(),
+    ]
+    cross_check(K, tmp_path, (6, 5, 2), layers)
+
+
+def test_conv3d_pool3d(K, tmp_path):
+    L = K.layers
+    layers = [
+        L.Conv3D(3, (2, 3, 2), padding="same", strides=(1, 2, 1)),
+        L.MaxPooling3D((1, 2, 2), padding="same"),
+        L.AveragePooling3D((2, 1, 1)),
+        L.GlobalAveragePooling3D(keepdims=True),
+    ]
+    cross_check(K, tmp_path, (4, 5, 4, 2), layers)

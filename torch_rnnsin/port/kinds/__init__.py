@@ -3,7 +3,18 @@
 Adding a kind = one module here (imported below) and its tests; nothing else changes.
 """
 
-from . import activations, bidirectional, conv, core, dense, merge, pooling, recurrent, shape  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    activations,
+    bidirectional,
+    conv,
+    conv_other,
+    core,
+    dense,
+    merge,
+    pooling,
+    recurrent,
+    shape,
+)
 from .base import KINDS, Block, Layer, Spec, build, check_entry, kind
 
 __all__ = ["KINDS", "Block", "Layer", "Spec", "build", "check_entry", "kind"]
