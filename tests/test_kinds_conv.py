@@ -249,6 +249,21 @@ def test_conv3d_pool3d(K, tmp_path):
         L.Conv3D(3, (2, 3, 2), padding="same", strides=(1, 2, 1)),
         L.MaxPooling3D((1, 2, 2), padding="same"),
         L.AveragePooling3D((2, 1, 1)),
+        L.ZeroPadding3D(((0, 1), (1, 0), 1)),
+        L.Cropping3D(((1, 0), (0, 1), (1, 1))),
+        L.UpSampling3D((1, 2, 1)),
         L.GlobalAveragePooling3D(keepdims=True),
     ]
     cross_check(K, tmp_path, (4, 5, 4, 2), layers)
+
+
+def test_time_distributed_cnn_over_frames(K, tmp_path):
+    """CNN-LSTM: a Conv1D + pooling + Flatten front-end on every frame, then an LSTM."""
+    L = K.layers
+    layers = [
+        L.TimeDistributed(L.Conv1D(3, 2, activation="relu")),
+        L.TimeDistributed(L.MaxPooling1D(2)),
+        L.TimeDistributed(L.Flatten()),
+        L.LSTM(3),
+    ]
+    cross_check(K, tmp_path, (4, 6, 2), layers)

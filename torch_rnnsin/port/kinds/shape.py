@@ -1,5 +1,5 @@
 """Shape layers (no parameters): Flatten, Reshape (incl. -1), Permute, RepeatVector,
-ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D (nearest). None of them passes a mask on
+ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D (nearest). None of them passes a mask on
 (Keras 3 drops it; Keras 2 refuses one)."""
 
 from __future__ import annotations
@@ -143,13 +143,13 @@ class PadCrop(Shape):
         return x.movedim(1, -1) if self.last else x
 
 
-@kind("ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D")
+@kind(*(f"{c}{n}D" for c in ("ZeroPadding", "Cropping") for n in (1, 2, 3)))
 def pad_crop(layer: Layer, inputs: list[Spec]) -> Block:
     pad, n = layer.cls.startswith("Zero"), int(layer.cls[-2])
     key = "padding" if pad else "cropping"
     layer.check({key, "data_format"})
     fmt = layer.option("data_format", "channels_last", allowed=DATA_FORMATS)
-    amounts = pairs(layer, key, n, 1 if pad else (1 if n == 1 else 0))
+    amounts = pairs(layer, key, n, 0 if (n == 2 and not pad) else 1)  # Keras's defaults
     x = inputs[0]
     sizes, ch = spatial(layer, x, n, fmt)
     sign = 1 if pad else -1
@@ -174,7 +174,7 @@ class UpSampling(Shape):
         return x
 
 
-@kind("UpSampling1D", "UpSampling2D")
+@kind("UpSampling1D", "UpSampling2D", "UpSampling3D")
 def up_sampling(layer: Layer, inputs: list[Spec]) -> Block:
     n = int(layer.cls[-2])
     layer.check({"size", "data_format", "interpolation"})
@@ -187,7 +187,9 @@ def up_sampling(layer: Layer, inputs: list[Spec]) -> Block:
     last = fmt == "channels_last"
     axes = tuple(range(1, n + 1)) if last else tuple(range(2, n + 2))
     config = {"size": size[0] if n == 1 else list(size)}
+    if n > 1:
+        config["data_format"] = fmt
     if n == 2:
-        config |= {"data_format": fmt, "interpolation": "nearest"}
+        config["interpolation"] = "nearest"
     y = with_shape(x, (*outs, ch) if last else (ch, *outs))
     return UpSampling(layer, y, f"repeat {size} on axes {axes}", config, size=size, axes=axes)
