@@ -53,6 +53,16 @@ def spatial(layer: Layer, x: Spec, n: int, data_format: str) -> tuple[list, int]
     return sizes, ch
 
 
+def to_first(x: torch.Tensor) -> torch.Tensor:
+    """(B, ..., C) -> (B, C, ...); explicit axes (ONNX's exporter mistraces movedim(-1, 1))."""
+    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
+
+
+def to_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, ...) -> (B, ..., C)."""
+    return x.permute(0, *range(2, x.dim()), 1)
+
+
 def pad_explicit(x: torch.Tensor, pads: list[tuple[int, int]], value: float = 0.0) -> torch.Tensor:
     """Pad the last len(pads) axes of a channels_first tensor; pads in axis order."""
     flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
@@ -127,9 +137,9 @@ class Conv(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
-            x = x.movedim(-1, 1)  # (B, ..., C) -> (B, C, ...)
+            x = to_first(x)  # (B, ..., C) -> (B, C, ...)
         y = self.fn(self.conv(pad_explicit(x, self.pads(x))))  # (B, O, ...)
-        return y.movedim(1, -1) if self.last else y
+        return to_last(y) if self.last else y
 
     def parts(self) -> list[Part]:
         n = self.n

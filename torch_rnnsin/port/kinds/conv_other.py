@@ -18,7 +18,7 @@ from torch import nn
 from ..tables import Part, Row
 from .activations import activation, function
 from .base import Block, Layer, Spec, kind, with_shape
-from .conv import CONVS, DATA_FORMATS, out_size, pad_explicit, same_pads, spatial
+from .conv import CONVS, DATA_FORMATS, out_size, pad_explicit, same_pads, spatial, to_first, to_last
 
 OPTIONS = {
     "kernel_size",
@@ -78,7 +78,7 @@ class Depthwise(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
-            x = x.movedim(-1, 1)  # (B, ..., C) -> (B, C, ...)
+            x = to_first(x)  # (B, ..., C) -> (B, C, ...)
         pads = [(0, 0)] * self.n
         if self.padding == "same":
             pads = [
@@ -89,7 +89,7 @@ class Depthwise(Block):
         if self.pointwise is not None:
             y = self.pointwise(y)  # (B, F, ...)
         y = self.fn(y)
-        return y.movedim(1, -1) if self.last else y
+        return to_last(y) if self.last else y
 
     def parts(self) -> list[Part]:
         n, ksz = self.n, tuple(self.k)
@@ -162,7 +162,7 @@ class Transpose1D(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
-            x = x.movedim(-1, 1)  # (B, T, C) -> (B, C, T)
+            x = to_first(x)  # (B, T, C) -> (B, C, T)
         full = F.conv_transpose1d(x, self.convt.weight, None, stride=self.s)  # (B, O, (T-1)s+k)
         start = max(self.k - self.s, 0) // 2 if self.padding == "same" else 0
         n = self.length(int(x.shape[-1]), self.k, self.s, self.padding)
@@ -170,7 +170,7 @@ class Transpose1D(Block):
         if self.convt.bias is not None:
             y = y + self.convt.bias[:, None]
         y = self.fn(y)
-        return y.movedim(1, -1) if self.last else y
+        return to_last(y) if self.last else y
 
     def parts(self) -> list[Part]:
         rows = [Row("kernel", "weight", perm=(2, 1, 0))]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Block, Layer, Spec, kind, with_shape
-from .conv import DATA_FORMATS, pad_explicit, same_pads, spatial
+from .conv import DATA_FORMATS, pad_explicit, same_pads, spatial, to_first, to_last
 
 MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
@@ -50,7 +50,7 @@ class Pool(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
-            x = x.movedim(-1, 1)  # (B, ..., C) -> (B, C, ...)
+            x = to_first(x)  # (B, ..., C) -> (B, C, ...)
         pads = [(0, 0)] * self.n
         if self.padding == "same":
             pads = [
@@ -64,7 +64,7 @@ class Pool(Block):
             if any(p for pair in pads for p in pair):  # mean over the real cells only
                 ones = torch.ones_like(x[:1, :1])  # (1, 1, ...)
                 y = y / AVG[self.n](pad_explicit(ones, pads), self.k, self.s)
-        return y.movedim(1, -1) if self.last else y
+        return to_last(y) if self.last else y
 
     def describe(self) -> list[str]:
         how = "F.max_pool" if self.op == "max" else "F.avg_pool"

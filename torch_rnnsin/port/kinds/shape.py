@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Block, Layer, Spec, kind, with_shape
-from .conv import DATA_FORMATS, spatial
+from .conv import DATA_FORMATS, spatial, to_first, to_last
 
 
 class Shape(Block):
@@ -35,7 +35,7 @@ def _prod(dims) -> int | None:
 class Flatten(Shape):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.first and x.dim() > 2:
-            x = x.movedim(1, -1)  # channels_first -> channels_last before flattening
+            x = to_last(x)  # channels_first -> channels_last before flattening
         return x.reshape(x.shape[0], -1)  # (B, ...) -> (B, prod)
 
 
@@ -134,13 +134,13 @@ class PadCrop(Shape):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
-            x = x.movedim(-1, 1)  # (B, ..., C) -> (B, C, ...)
+            x = to_first(x)  # (B, ..., C) -> (B, C, ...)
         if self.pad:
             x = F.pad(x, [p for pair in reversed(self.amounts) for p in pair])
         else:
             for i, (a, b) in enumerate(self.amounts):
                 x = x.narrow(2 + i, a, x.shape[2 + i] - a - b)
-        return x.movedim(1, -1) if self.last else x
+        return to_last(x) if self.last else x
 
 
 @kind(*(f"{c}{n}D" for c in ("ZeroPadding", "Cropping") for n in (1, 2, 3)))
