@@ -267,3 +267,53 @@ def test_time_distributed_cnn_over_frames(K, tmp_path):
         L.LSTM(3),
     ]
     cross_check(K, tmp_path, (4, 6, 2), layers)
+
+
+class _Plain(torch.nn.Module):
+    """x -> y, the ported model's forward without the state arguments."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def test_onnx_any_length(keras3, tmp_path):
+    """'same' pads with strides depend on the length: the ONNX graph computes them from it."""
+    needs_keras("onnx", "onnxruntime")
+    import warnings
+
+    import onnxruntime as ort
+
+    L = keras3.layers
+    inp = keras3.Input(shape=(None, 2))
+    y = inp
+    for lyr in [
+        L.Conv1D(4, 3, padding="same", strides=2),
+        L.AveragePooling1D(3, strides=2, padding="same"),
+        L.Conv1DTranspose(3, 4, strides=3, padding="same"),
+        L.DepthwiseConv1D(3, strides=2, padding="same"),
+        L.LSTM(3),
+    ]:
+        y = lyr(y)
+    model = keras3.Model(inp, y)
+    randomize(model)
+    model.save(tmp_path / "m.keras")
+    ported = load_keras_model(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Plain(ported),
+            (torch.zeros(2, 9, 2),),
+            tmp_path / "m.onnx",
+            input_names=["x"],
+            dynamic_axes={"x": {0: "b", 1: "t"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    for T in (5, 8, 11):
+        x = np.random.default_rng(T).normal(size=(2, T, 2)).astype(np.float32)
+        close(session.run(None, {"x": x})[0], np.asarray(model.predict(x, verbose=0)))

@@ -25,9 +25,17 @@ CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
-    """TensorFlow's 'same': (start, end) so that the output has ceil(size / s) steps."""
-    total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+def same_pads(size, k: int, s: int, d: int) -> tuple:
+    """TensorFlow's 'same': (start, end) so that the output has ceil(size / s) steps.
+
+    While tracing (ONNX export) the pads stay a function of the traced length, so the graph
+    is right for any length, not only the example's."""
+    if torch.jit.is_tracing():
+        size = torch.as_tensor(size)
+        steps = torch.div(size + s - 1, s, rounding_mode="floor")
+        total = torch.clamp((steps - 1) * s + (k - 1) * d + 1 - size, min=0)
+    else:
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
     return total // 2, total - total // 2
 
 
@@ -66,7 +74,9 @@ def to_last(x: torch.Tensor) -> torch.Tensor:
 def pad_explicit(x: torch.Tensor, pads: list[tuple[int, int]], value: float = 0.0) -> torch.Tensor:
     """Pad the last len(pads) axes of a channels_first tensor; pads in axis order."""
     flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
-    return F.pad(x, flat, value=value) if any(flat) else x
+    if torch.jit.is_tracing() or any(flat):
+        return F.pad(x, flat, value=value)
+    return x
 
 
 class Conv(Block):
@@ -128,9 +138,7 @@ class Conv(Block):
     def pads(self, x: torch.Tensor) -> list[tuple[int, int]]:
         sizes = x.shape[2:]
         if self.padding == "same":
-            return [
-                same_pads(int(z), *kd) for z, *kd in zip(sizes, self.k, self.s, self.d, strict=True)
-            ]
+            return [same_pads(z, *kd) for z, *kd in zip(sizes, self.k, self.s, self.d, strict=True)]
         if self.padding == "causal":
             return [((self.k[0] - 1) * self.d[0], 0)]
         return [(0, 0)] * self.n

@@ -82,7 +82,7 @@ class Depthwise(Block):
         pads = [(0, 0)] * self.n
         if self.padding == "same":
             pads = [
-                same_pads(int(z), *ksd)
+                same_pads(z, *ksd)
                 for z, *ksd in zip(x.shape[2:], self.k, self.s, self.d, strict=True)
             ]
         y = self.depthwise(pad_explicit(x, pads))  # (B, C*M, ...)
@@ -165,7 +165,7 @@ class Transpose1D(Block):
             x = to_first(x)  # (B, T, C) -> (B, C, T)
         full = F.conv_transpose1d(x, self.convt.weight, None, stride=self.s)  # (B, O, (T-1)s+k)
         start = max(self.k - self.s, 0) // 2 if self.padding == "same" else 0
-        n = self.length(int(x.shape[-1]), self.k, self.s, self.padding)
+        n = self.length(x.shape[-1], self.k, self.s, self.padding)  # traced while exporting
         y = F.pad(full, (-start, n + start - full.shape[-1]))  # crop / zero-extend to n
         if self.convt.bias is not None:
             y = y + self.convt.bias[:, None]

@@ -54,14 +54,14 @@ class Pool(Block):
         pads = [(0, 0)] * self.n
         if self.padding == "same":
             pads = [
-                same_pads(int(z), kk, ss, 1)
+                same_pads(z, kk, ss, 1)
                 for z, kk, ss in zip(x.shape[2:], self.k, self.s, strict=True)
             ]
         if self.op == "max":
             y = MAX[self.n](pad_explicit(x, pads, float("-inf")), self.k, self.s)
         else:
             y = AVG[self.n](pad_explicit(x, pads), self.k, self.s)
-            if any(p for pair in pads for p in pair):  # mean over the real cells only
+            if self.padding == "same":  # mean over the real cells only
                 ones = torch.ones_like(x[:1, :1])  # (1, 1, ...)
                 y = y / AVG[self.n](pad_explicit(ones, pads), self.k, self.s)
         return to_last(y) if self.last else y
