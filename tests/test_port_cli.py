@@ -85,7 +85,10 @@ def bad_cases(tmp_path, keras_file):
         "unknown OUT": (["port", str(keras_file), str(tmp_path / "o.onnx")], "unknown output"),
         "missing IN": (["port", str(tmp_path / "no.keras"), str(tmp_path / "o.pt")], "no.keras"),
         "junk IN": (["port", str(junk), str(tmp_path / "o.pt")], "junk.keras"),
-        "Conv1D": (["port", str(conv), str(tmp_path / "o.pt")], "Conv1D 'conv': wobble=1 is not supported"),
+        "Conv1D": (
+            ["port", str(conv), str(tmp_path / "o.pt")],
+            "Conv1D 'conv': wobble=1 is not supported",
+        ),
         "inspect Conv1D": (["inspect", str(conv)], "Conv1D 'conv'"),
         "check torch only": (
             ["port", str(existing), str(tmp_path / "o.safetensors"), "--check"],
