@@ -294,7 +294,7 @@ def _refusal_k3(keras, name: str):
     seq = keras.Sequential
     inp = keras.Input(shape=(None, 2))
     if name == "conv1d":
-        return seq([inp, L.Conv1D(2, 2, name="conv_in"), L.LSTM(2), L.Dense(1)])
+        return seq([inp, L.Conv1D(2, 2, name="conv_in", dtype="float64"), L.LSTM(2), L.Dense(1)])
     if name == "masking":
         return seq([inp, L.Masking(0.0, name="mask_in"), L.LSTM(2), L.Dense(1)])
     if name == "attention":
@@ -342,7 +342,7 @@ def _refusal_k2(tf_keras, name: str):
 
 REFUSALS: dict[str, tuple[str, str, str | None]] = {
     # name: (layer class, layer name, option or None)
-    "conv1d": ("Conv1D", "conv_in", None),
+    "conv1d": ("Conv1D", "conv_in", "dtype"),  # Conv1D is ported; float64 is not
     "masking": ("Masking", "mask_in", None),
     "attention": ("MultiHeadAttention", "mha", None),
     "lambda": ("Lambda", "double", None),

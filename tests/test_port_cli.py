@@ -76,7 +76,7 @@ def bad_cases(tmp_path, keras_file):
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a zip at all")
     conv = tmp_path / "conv.keras"
-    cfg = sequential(2, layer("Conv1D", "conv", filters=2, kernel_size=3))
+    cfg = sequential(2, layer("Conv1D", "conv", filters=2, kernel_size=3, wobble=1))
     formats.write_keras(conv, cfg, {})
     existing = tmp_path / "exists.pt"
     existing.write_bytes(b"user data")
@@ -85,7 +85,10 @@ def bad_cases(tmp_path, keras_file):
         "unknown OUT": (["port", str(keras_file), str(tmp_path / "o.onnx")], "unknown output"),
         "missing IN": (["port", str(tmp_path / "no.keras"), str(tmp_path / "o.pt")], "no.keras"),
         "junk IN": (["port", str(junk), str(tmp_path / "o.pt")], "junk.keras"),
-        "Conv1D": (["port", str(conv), str(tmp_path / "o.pt")], "Conv1D 'conv': layer class"),
+        "Conv1D": (
+            ["port", str(conv), str(tmp_path / "o.pt")],
+            "Conv1D 'conv': wobble=1 is not supported",
+        ),
         "inspect Conv1D": (["inspect", str(conv)], "Conv1D 'conv'"),
         "check torch only": (
             ["port", str(existing), str(tmp_path / "o.safetensors"), "--check"],
