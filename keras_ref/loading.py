@@ -89,16 +89,16 @@ def skipped_initializers(K: ModuleType) -> Iterator[None]:
 
 
 def load(path: str, arch: str | None = None, full_init: bool = False):
-    """The Keras model of ``path`` (a weights-only ``.weights.h5`` needs ``arch``: a .json,
-    .keras or .h5 holding the architecture), built without random initialisation unless
-    ``full_init``."""
+    """The Keras model of ``path``, built without random initialisation unless
+    ``full_init``. With ``arch`` (a .json, .keras or .h5 holding the architecture),
+    ``path`` holds the weights only (a ``.weights.h5`` needs one)."""
     if path.lower().endswith(".weights.h5") and arch is None:
         raise ValueError(f"{path}: a weights-only file needs --arch")
     api = api_of(path, arch)
     K = keras_module(api)
     ctx = contextlib.nullcontext() if full_init else skipped_initializers(K)
     with ctx:
-        if path.lower().endswith(".weights.h5"):
+        if arch is not None:
             model = _load_file(K, arch)
             model.load_weights(path)
             return model

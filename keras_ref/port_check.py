@@ -1,7 +1,8 @@
 """``python -m keras_ref.port_check [--arch F] --inputs X.npz --out Y.npz [--full-init] -- MODEL``
 
 Keras's side of ``torch_rnnsin port --check``: loads MODEL with Keras itself (Keras 3, or
-tf_keras for a Keras 2 file; a weights-only ``.weights.h5`` follows its ``--arch``), runs
+tf_keras for a Keras 2 file; with ``--arch``, MODEL holds the weights only and the API
+follows the architecture's file), runs
 Keras's ``predict`` (eagerly, in one batch) on the inputs of X.npz and writes Y.npz.
 
 X.npz: the model's inputs ``x0``, ``x1``, ... in Keras's input order (float, integer or
@@ -14,7 +15,8 @@ InputLayer left out); ``out_<i>_<j>``, output ``j`` of layer ``i`` of ``names``.
 The model is built without Keras's random initialisers (its weights are then read from
 the file: the same model bit for bit, several times faster for large recurrent layers);
 ``--full-init`` builds it as ``load_model`` does. MODEL comes after ``--``, so that a file
-name starting with ``-`` is a file. Bad input (a file Keras cannot load or run): one line
+name starting with ``-`` is a file (and ``--arch=-x.json`` with ``=`` for such an
+architecture file). Bad input (a file Keras cannot load or run): one line
 on stderr, exit status 2.
 """
 

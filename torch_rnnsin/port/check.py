@@ -66,12 +66,15 @@ def input_specs(model: Any) -> list[Spec]:
     return [Spec("input", (None, T, F), "float32")]
 
 
-def make_inputs(specs: Sequence[Spec], seed: int = 0) -> list[np.ndarray]:
-    """One array per input spec that the model accepts (see the module's docstring)."""
+def make_inputs(
+    specs: Sequence[Spec], seed: int = 0, batch: int = BATCH, length: int = LENGTH
+) -> list[np.ndarray]:
+    """One array per input spec that the model accepts (see the module's docstring): the
+    spec's batch size or ``batch``, ``length`` for every other free size."""
     rng = np.random.default_rng(seed)
     xs = []
     for s in specs:
-        shape = (s.shape[0] or BATCH, *(LENGTH if d is None else d for d in s.shape[1:]))
+        shape = (s.shape[0] or batch, *(length if d is None else d for d in s.shape[1:]))
         if s.dtype == "bool":
             x = rng.random(shape) < 0.6
             rows = x.reshape(shape[0], -1)  # (B, rest), a view of x
