@@ -1,87 +1,118 @@
-"""``python -m keras_ref.port_check MODEL [--arch F] --inputs X.npz --out Y.npz``
+"""``python -m keras_ref.port_check [--arch F] --inputs X.npz --out Y.npz [--full-init] -- MODEL``
 
 Keras's side of ``torch_rnnsin port --check``: loads MODEL with Keras itself (Keras 3, or
-tf_keras for a Keras 2 ``.h5``), predicts the inputs ``x`` of X.npz and writes every
-layer's output to Y.npz (``out_<layer>_<part>``, with the layer names in ``names``). Bad
-input: one line on stderr, exit status 2.
+tf_keras for a Keras 2 file; with ``--arch``, MODEL holds the weights only and the API
+follows the architecture's file), runs
+Keras's ``predict`` (eagerly, in one batch) on the inputs of X.npz and writes Y.npz.
+
+X.npz: the model's inputs ``x0``, ``x1``, ... in Keras's input order (float, integer or
+boolean arrays; a single ``x`` is read as ``x0``).
+
+Y.npz: ``model_<k>``, every model output in Keras's output order; ``names``, one
+``"Class 'name'"`` per layer called exactly once in the model (``model.layers`` order,
+InputLayer left out); ``out_<i>_<j>``, output ``j`` of layer ``i`` of ``names``.
+
+The model is built without Keras's random initialisers (its weights are then read from
+the file: the same model bit for bit, several times faster for large recurrent layers);
+``--full-init`` builds it as ``load_model`` does. MODEL comes after ``--``, so that a file
+name starting with ``-`` is a file (and ``--arch=-x.json`` with ``=`` for such an
+architecture file). Bad input (a file Keras cannot load or run): one line
+on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
+from types import ModuleType
 
 import numpy as np
 
-
-def keras_major(path: str) -> str:
-    """ "2" for a Keras 2 / tf.keras .h5 or config .json, else "3"."""
-    name = path.lower()
-    if name.endswith(".json"):
-        with open(path) as f:
-            version = str(json.load(f).get("keras_version", "3"))
-    elif name.endswith(".h5") and not name.endswith(".weights.h5"):
-        import h5py
-
-        with h5py.File(path, "r") as h5:
-            v = h5.attrs.get("keras_version", b"3")
-            version = v.decode() if isinstance(v, bytes) else str(v)
-    else:
-        return "3"
-    return "2" if version.startswith("2") else "3"
+from .loading import keras_of, load
 
 
-def load(path: str, arch: str | None):
-    if path.lower().endswith(".weights.h5"):
-        if arch is None:
-            raise ValueError(f"{path}: a weights-only file needs --arch")
-        model = load(arch, None)
-        model.load_weights(path)
-        return model
-    if keras_major(path) == "2":
-        import tf_keras as K
-    else:
-        import keras as K
-    if path.lower().endswith(".json"):
-        with open(path) as f:
-            return K.models.model_from_json(f.read())
-    return K.models.load_model(path, compile=False)
+def read_inputs(path: str) -> list[np.ndarray]:
+    """The arrays ``x0``, ``x1``, ... (or a single ``x``) of an .npz, in order."""
+    with np.load(path, allow_pickle=False) as z:
+        if "x" in z.files:
+            return [z["x"]]
+        return [z[f"x{i}"] for i in range(len(z.files))]
 
 
-def layer_outputs(model, x: np.ndarray) -> tuple[list[str], list[list[np.ndarray]]]:
-    """Every layer's output (InputLayer left out), in order, from one Keras call."""
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    K = sys.modules[type(model).__module__.split(".")[0]]
-    outputs, counts = [], []
-    for layer in layers:  # a Bidirectional with merge_mode=None has two outputs
-        out = layer.output
-        out = list(out) if isinstance(out, list | tuple) else [out]
-        outputs += out
-        counts.append(len(out))
-    flat = K.Model(model.inputs, outputs).predict(x, verbose=0)
-    flat = list(flat) if isinstance(flat, list | tuple) else [flat]
+def _nodes(model) -> list:
+    """The model's own graph nodes (a Keras 3 Sequential keeps them in ``_functional``)."""
+    graph = getattr(model, "_functional", None) or model
+    return [n for ns in graph._nodes_by_depth.values() for n in ns]
+
+
+def _flat(outputs) -> list:
+    if isinstance(outputs, list | tuple):
+        return [t for o in outputs for t in _flat(o)]
+    return [outputs]
+
+
+def called_once(model) -> list[tuple[str, list]]:
+    """("Class 'name'", its output tensors) for every layer called exactly once in the
+    model, in ``model.layers`` order, InputLayer left out."""
+    nodes: dict[int, list] = {}
+    for n in _nodes(model):
+        layer = getattr(n, "operation", None) or n.layer  # Keras 3 / tf_keras
+        nodes.setdefault(id(layer), []).append(n)
+    found = []
+    for layer in model.layers:
+        mine = nodes.get(id(layer), [])
+        if type(layer).__name__ == "InputLayer" or len(mine) != 1:
+            continue
+        found.append((f"{type(layer).__name__} {layer.name!r}", _flat(mine[0].outputs)))
+    return found
+
+
+def _predict(K: ModuleType, inputs, outputs: list, xs: list[np.ndarray]) -> list[np.ndarray]:
+    probe = K.Model(inputs, outputs)
+    probe.compile(run_eagerly=True)  # the same predict loop, without tracing a graph
+    y = probe.predict(xs if len(xs) > 1 else xs[0], batch_size=len(xs[0]), verbose=0)
+    return [np.asarray(a) for a in _flat(y)]
+
+
+def predict_all(model, xs: list[np.ndarray], layers: bool = True):
+    """(model outputs, layer names, each layer's outputs), from one Keras predict."""
+    K = keras_of(model)
+    named = called_once(model) if layers else []
+    outs = _flat(model.outputs)
+    flat = [t for _, ts in named for t in ts] + outs
+    y = _predict(K, model.inputs, flat, xs)
     parts, i = [], 0
-    for n in counts:
-        parts.append([np.asarray(a) for a in flat[i : i + n]])
-        i += n
-    return [f"{type(layer).__name__} {layer.name!r}" for layer in layers], parts
+    for _, ts in named:
+        parts.append(y[i : i + len(ts)])
+        i += len(ts)
+    return y[i:], [n for n, _ in named], parts
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m keras_ref.port_check", description=__doc__)
+def run(model_path: str, arch: str | None, inputs: str, out: str, full_init: bool) -> None:
+    xs = read_inputs(inputs)
+    model = load(model_path, arch, full_init)
+    ys, names, parts = predict_all(model, xs)
+    arrays = {f"model_{k}": y for k, y in enumerate(ys)}
+    arrays.update({f"out_{i}_{j}": a for i, ps in enumerate(parts) for j, a in enumerate(ps)})
+    np.savez(out, names=np.array(names, dtype=str), **arrays)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m keras_ref.port_check", description=__doc__.split("\n\n")[1]
+    )
     p.add_argument("model")
     p.add_argument("--arch", default=None)
     p.add_argument("--inputs", required=True)
     p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    p.add_argument("--full-init", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
-        with np.load(args.inputs, allow_pickle=False) as z:
-            x = z["x"]
-        model = load(args.model, args.arch)
-        names, parts = layer_outputs(model, x)
+        run(args.model, args.arch, args.inputs, args.out, args.full_init)
     except Exception as e:  # Keras's own errors: reported on one line
         msg = str(e).strip().splitlines()
         print(
@@ -89,8 +120,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    arrays = {f"out_{i}_{j}": np.asarray(a) for i, ps in enumerate(parts) for j, a in enumerate(ps)}
-    np.savez(args.out, names=np.array(names), **arrays)
     return 0
 
 

@@ -8,18 +8,39 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kcache
 import numpy as np
 import pytest
+from kcache import needs_keras
+
+__all__ = ["needs_keras"]  # for the test modules that import it from here
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keras_worker(tmp_path_factory):
+    """tests/kcache.py for the session: its cache in the folder the xdist workers share,
+    and ``port --check`` in any subprocess served by its warm Keras worker (started on the
+    first request, stopped at the end)."""
+    kcache.configure(shared_tmp(tmp_path_factory) / "kcache")
+    old = os.environ.get("RNNSIN_KERAS_CMD")
+    os.environ["RNNSIN_KERAS_CMD"] = kcache.serve_checks()
+    yield
+    kcache.stop()
+    if old is None:
+        os.environ.pop("RNNSIN_KERAS_CMD", None)
+    else:
+        os.environ["RNNSIN_KERAS_CMD"] = old
+
+
 @pytest.fixture(scope="session")
 def kr():
-    """The keras_ref package (imports TensorFlow)."""
+    """The keras_ref package with its lesson functions (imports TensorFlow)."""
     try:
         import keras_ref
+        import keras_ref.model
     except ImportError as e:
         if IN_CI:
             pytest.fail(f"CI=true and the Keras reference cannot be imported: {e}")
@@ -63,18 +84,6 @@ def copy_run(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     return dst
-
-
-def needs_keras(*modules: str) -> None:
-    """Skip when a Keras package is missing, except with CI=true: then fail."""
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        msg = f"{', '.join(missing)} not installed; install the 'keras' extra and tf-keras"
-        if IN_CI:
-            pytest.fail(f"CI=true and {msg}")
-        pytest.skip(msg)
 
 
 def shared_tmp(tmp_path_factory) -> Path:

@@ -19,8 +19,8 @@ Forward unidirectional cases also get a Keras stateful twin (stateful=True, same
 weights) that predicts the inputs in two chunks. Predictions run eagerly (the same
 predict loop, without tracing a graph: ~5 times cheaper), and a few cases also record
 Keras 3's default traced predict to show that the two agree. Keras is
-started once per API: the Keras 3 and Keras 2 halves run as two subprocesses side by
-side, and the result is a folder with one manifest per half and one .npz per case and
+started once per API: the Keras 3 and Keras 2 halves run side by side in the session's two
+Keras workers (tests/kcache.py, which then serve the other Keras tests), and the result is a folder with one manifest per half and one .npz per case and
 half. Models the port must refuse (REFUSALS) are saved there too, and one model whose
 outputs are so large that float32 rounding alone exceeds 1e-5 (``port --check`` exit 1).
 
@@ -30,10 +30,8 @@ Run by hand: ``python tests/keras_factory.py k3|k2 OUT_DIR``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import zlib
 from dataclasses import dataclass
@@ -508,22 +506,17 @@ class KerasCase:
         }[layout]
 
 
-def run_halves(out: Path, timeout: float = 600) -> None:
-    """Build both halves in two Keras processes side by side; raise on failure."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, half, str(out)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for half in ("k3", "k2")
+def run_halves(out: Path) -> None:
+    """Build both halves in the session's two Keras workers (tests/kcache.py) side by
+    side; raise on failure."""
+    import kcache
+
+    jobs = [
+        (half, kcache.run_script(Path(__file__), [half, str(out)], half)) for half in ("k3", "k2")
     ]
-    for half, p in zip(("k3", "k2"), procs, strict=True):
-        _, err = p.communicate(timeout=timeout)
-        if p.returncode != 0:
+    for half, job in jobs:
+        err = job.wait()
+        if err is not None:
             raise RuntimeError(f"keras_factory {half} failed:\n{err[-3000:]}")
 
 

@@ -1,5 +1,5 @@
 """port/formats.py against files Keras itself wrote: Keras 3 (.keras, .weights.h5, legacy
-.h5) in this process, Keras 2 (tf_keras .h5) in a subprocess; then every bad file of the
+.h5) in this process, Keras 2 (tf_keras .h5) in the session's Keras 2 worker; then every bad file of the
 weight-file list gets one clean error.
 
 Run as a script (``python tests/test_port_formats.py k2 OUT``) it builds the Keras 2 files.
@@ -7,6 +7,7 @@ Run as a script (``python tests/test_port_formats.py k2 OUT``) it builds the Ker
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import kcache
 import numpy as np
 import pytest
 
@@ -94,30 +96,20 @@ def keras3():
 
 @pytest.fixture(scope="session")
 def k2_files(tmp_path_factory):
-    """Keras 2 files, written by tf_keras in its own process (started first: it runs
-    while Keras 3 builds its files here)."""
+    """Keras 2 files, written by tf_keras in the session's Keras 2 worker (tests/kcache.py;
+    started first: it runs while Keras 3 builds its files here). None without tf_keras."""
     out = tmp_path_factory.mktemp("k2")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "k2", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    yield proc, out
-    if proc.returncode is None:  # started, never waited for by the tests selected
-        proc.kill()
-        proc.communicate()
+    if importlib.util.find_spec("tf_keras") is None:
+        return None, out
+    return kcache.run_script(Path(__file__), ["k2", str(out)], "k2"), out
 
 
 @pytest.fixture(scope="session")
 def k2(k2_files):
-    proc, out = k2_files
-    _, err = proc.communicate(timeout=300)
-    if proc.returncode != 0:
-        if "No module named 'tf_keras'" in err and not IN_CI:
-            pytest.skip("tf_keras not installed")
+    job, out = k2_files
+    kcache.needs_keras("tf_keras")
+    err = job.wait()
+    if err is not None:
         pytest.fail(f"building the Keras 2 files failed:\n{err[-2000:]}")
     names = json.loads((out / "k2_names.json").read_text())
     with np.load(out / "k2_weights.npz") as z:

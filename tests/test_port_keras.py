@@ -418,13 +418,14 @@ def test_cli_port_weights_with_arch_and_inspect(keras_models, tmp_path):
     assert "Bidirectional" in r.stdout, r.stdout
 
 
-def test_cli_check_exits_1_when_keras_and_torch_differ(keras_models, tmp_path):
-    """A Dense head in the tens of thousands amplifies float32 rounding past 1e-5: --check
-    reports it, exits 1 and writes nothing."""
+def test_cli_check_judges_differences_relative_to_size(keras_models, tmp_path):
+    """A Dense head in the tens of thousands amplifies float32 rounding past 1e-5 absolute,
+    but not relative to the outputs' size: --check prints both figures and passes."""
     out = tmp_path / "m.pt"
     r = run_port_cli("port", str(keras_models.root / "big_outputs.keras"), str(out), "--check")
-    assert r.returncode == 1, r.stdout + r.stderr
-    diffs = [float(t) for t in re.findall(r"\d\.\d+e[-+]\d+", r.stdout)]
-    assert diffs, r.stdout
-    assert max(diffs) > TOL, r.stdout
-    assert not out.exists()
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [re.findall(r"\d\.\d+e[-+]\d+", line) for line in r.stdout.splitlines()]
+    rows = [[float(t) for t in row] for row in rows if len(row) == 2]
+    assert max(a for a, _ in rows) > TOL, r.stdout  # absolute
+    assert max(rel for _, rel in rows) <= TOL, r.stdout  # relative
+    assert out.exists()
