@@ -49,7 +49,7 @@ class KerasSignature:
 
     def keras_outputs(self, out) -> list[np.ndarray]:
         """the torch module's output -> what Keras's predict gives, in its order."""
-        return [s.keras(out if isinstance(out, (tuple, list)) else (out,)) for s in self.outputs]
+        return [s.keras(out) for s in self.outputs]
 
 
 def _rnn_uses(gm: torch.fx.GraphModule) -> tuple[set, set]:
