@@ -21,7 +21,12 @@ KINDS = {
     "gru": nn.GRU,
 }
 # (num_layers, bidirectional, batch_first, bias): every option both ways, 1..3 layers.
-SHAPES = [(1, False, True, True), (2, True, True, False), (3, False, False, True), (2, True, False, True)]
+SHAPES = [
+    (1, False, True, True),
+    (2, True, True, False),
+    (3, False, False, True),
+    (2, True, False, True),
+]
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +139,24 @@ def test_time_major_with_zero_state(keras3, tmp_path):
     check_keras(keras3, tm.TimeMajor(), (torch.randn(4, 6, 3),), tmp_path / "t.keras")
 
 
+def test_per_step_heads(keras3, tmp_path):
+    seeded(11)
+    check_keras(keras3, tm.Heads(), (torch.randn(2, 5, 3),), tmp_path / "h.keras")
+
+
+def test_keras_takes_other_lengths(keras3, tmp_path):
+    """The time axis is left open: Keras predicts a longer sequence the same as torch."""
+    seeded(12)
+    module = tm.Recurrent(nn.GRU(3, 4, num_layers=2, batch_first=True)).eval()
+    sig = save_torch_as_keras(module, tmp_path / "g.keras", (torch.randn(2, 4, 3),))
+    x = torch.randn(2, 11, 3)
+    got = as_list(keras3.models.load_model(tmp_path / "g.keras").predict(x.numpy(), verbose=0))
+    with torch.no_grad():
+        want = sig.keras_outputs(module(x))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, **TOL)
+
+
 @pytest.mark.parametrize("with_state", [False, True])
 def test_sinrnn(keras3, tmp_path, with_state):
     """The lesson's own model: prediction and state, with or without h0."""
@@ -155,7 +178,9 @@ def test_sinrnn_weights_h5(keras3, tmp_path):
     for w in k.weights:
         w.assign(np.zeros(w.shape, "float32"))
     k.load_weights(tmp_path / "s.weights.h5")
-    np.testing.assert_allclose(k.predict(x.numpy(), verbose=0)[0], model(x)[0].detach().numpy(), **TOL)
+    np.testing.assert_allclose(
+        k.predict(x.numpy(), verbose=0)[0], model(x)[0].detach().numpy(), **TOL
+    )
 
 
 def test_sinrnn_round_trip_through_porter(tmp_path):
@@ -179,7 +204,11 @@ def test_keras2_h5(tf_keras, tmp_path, make):
     module = make()
     inputs = {
         tm.BiGRUClassifier: (torch.randn(3, 6, 5),),
-        tm.LanguageModel: (torch.randint(0, 20, (3, 5)), torch.randn(2, 3, 7), torch.randn(2, 3, 7)),
+        tm.LanguageModel: (
+            torch.randint(0, 20, (3, 5)),
+            torch.randn(2, 3, 7),
+            torch.randn(2, 3, 7),
+        ),
         tm.CNNLSTM: (torch.randn(3, 8, 4),),
     }.get(type(module), (torch.randn(6, 3, 3),))
     check_keras(tf_keras, module, inputs, tmp_path / "m.h5", keras2=True)
@@ -193,6 +222,7 @@ def refusal(module, *inputs) -> str:
     return msg
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
 def test_refuses_proj_size():
     msg = refusal(tm.Projected(), torch.randn(2, 4, 3))
     assert "nn.LSTM 'lstm': proj_size=2 is not supported" in msg

@@ -120,3 +120,20 @@ class Branching(nn.Module):
         if out.mean() > 0:
             return out
         return -out
+
+
+class Heads(nn.Module):
+    """Per-step heads after a GRU: norm, activations, a residual sum, dropout, softmax."""
+
+    def __init__(self, features: int = 3, hidden: int = 6) -> None:
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+        self.block = nn.Sequential(nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.leaky = nn.LeakyReLU(0.2)
+        self.drop = nn.Dropout(0.5)
+        self.out = nn.Linear(hidden, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.gru(x)  # (B, T, H)
+        z = self.drop(self.leaky(self.block(seq)) + seq)  # (B, T, H)
+        return torch.nn.functional.softmax(self.out(z) - 1.0, dim=-1)  # (B, T, 4)
