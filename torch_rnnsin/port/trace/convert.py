@@ -81,7 +81,9 @@ def _input(g: Graph, n, t, i: int, states: set, time_major: set):
         if t.dim() != 3:
             raise g.refuse(f"argument {n.name!r}: a recurrent state must be (L*D, B, H)")
         k = shape[0]
-        layers = [g.input(n.name if k == 1 else f"{n.name}_{j}", shape[1:], dtype) for j in range(k)]
+        layers = [
+            g.input(n.name if k == 1 else f"{n.name}_{j}", shape[1:], dtype) for j in range(k)
+        ]
         slots = [Slot(x.name, (i,), j, (0, 1)) for j, x in enumerate(layers)]
         return Stack(tuple(KT(x, 0, shape[1:], (0, 1), dtype) for x in layers)), slots
     perm = (1, 0, 2) if n in time_major and t.dim() == 3 else tuple(range(t.dim()))

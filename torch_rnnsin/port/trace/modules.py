@@ -1,13 +1,13 @@
 """torch.nn modules -> Keras layers, weights through the same tables as Keras -> torch.
 
-    nn.RNN / LSTM / GRU   one SimpleRNN / LSTM / GRU(reset_after=True) per layer, wrapped in
-                          Bidirectional when bidirectional; weight_ih_l{k}[_reverse] viewed
-                          as the l0 names the tables use; LSTM / SimpleRNN: one bias, the sum
-    nn.Linear             Dense on the last axis
-    nn.Embedding          Embedding
-    nn.Conv1d             Conv1D, channels_last (torch's (B, C, L) is a view of Keras's (B, L, C))
-    nn.LayerNorm          LayerNormalization(axis=-1);  nn.BatchNorm1d: BatchNormalization
-    activations, Dropout  Activation / LeakyReLU / Dropout (the identity at inference)
+nn.RNN / LSTM / GRU   one SimpleRNN / LSTM / GRU(reset_after=True) per layer, wrapped in
+                      Bidirectional when bidirectional; weight_ih_l{k}[_reverse] viewed
+                      as the l0 names the tables use; LSTM / SimpleRNN: one bias, the sum
+nn.Linear             Dense on the last axis
+nn.Embedding          Embedding
+nn.Conv1d             Conv1D, channels_last (torch's (B, C, L) is a view of Keras's (B, L, C))
+nn.LayerNorm          LayerNormalization(axis=-1);  nn.BatchNorm1d: BatchNormalization
+activations, Dropout  Activation / LeakyReLU / Dropout (the identity at inference)
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def initial_states(g: Graph, what: str, lstm: bool, hx, n: int) -> list[list[KT]
 def recurrent(g: Graph, name: str, mod: nn.RNNBase, real, x, hx=None):
     what = f"nn.{type(mod).__name__} {name!r}"
     if getattr(mod, "proj_size", 0):
-        raise g.refuse(f"{what}: proj_size={mod.proj_size} is not supported (Keras LSTM has no projection)")
+        raise g.refuse(
+            f"{what}: proj_size={mod.proj_size} is not supported (Keras LSTM has no projection)"
+        )
     kind, act = KINDS[mod.mode]
     if not isinstance(x, KT) or len(x.perm) != 3:
         raise g.refuse(f"{what}: needs a batched 3-d input tensor")
@@ -104,7 +106,10 @@ def recurrent(g: Graph, name: str, mod: nn.RNNBase, real, x, hx=None):
         else:
             layer = g.add("Bidirectional", base, {"merge_mode": "concat"}, [seq], kwargs)
             layer.bidirectional = True
-            for key, d, sfx in (("layer", "forward", ""), ("backward_layer", "backward", "_reverse")):
+            for key, d, sfx in (
+                ("layer", "forward", ""),
+                ("backward_layer", "backward", "_reverse"),
+            ):
                 inner = {**cfg, "name": f"{d}_{layer.name}", "go_backwards": d == "backward"}
                 layer.config[key] = {"module": "keras.layers", "class_name": kind, "config": inner}
                 cell = f"{d}_{layer.name}/{SNAKE[kind]}_cell/"
@@ -168,12 +173,19 @@ def conv1d(g: Graph, name: str, mod: nn.Conv1d, real, x) -> KT:
 
 def layer_norm(g: Graph, name: str, mod: nn.LayerNorm, real, x) -> KT:
     if len(mod.normalized_shape) != 1:
-        raise g.refuse(f"nn.LayerNorm {name!r}: normalized_shape={mod.normalized_shape} (last axis only)")
+        raise g.refuse(
+            f"nn.LayerNorm {name!r}: normalized_shape={mod.normalized_shape} (last axis only)"
+        )
     x = g.last_axis(x, f"nn.LayerNorm {name!r}")
     rows = [Row("gamma", "weight")] if mod.weight is not None else []
     rows += [Row("beta", "bias")] if mod.bias is not None else []
     arrays = torch_to_keras(mod, rows) if rows else []
-    cfg = {"axis": -1, "epsilon": mod.eps, "center": mod.bias is not None, "scale": mod.weight is not None}
+    cfg = {
+        "axis": -1,
+        "epsilon": mod.eps,
+        "center": mod.bias is not None,
+        "scale": mod.weight is not None,
+    }
     w = named("", [r.keras for r in rows], arrays)
     return g.one("LayerNormalization", name, cfg, x, x.kshape, x.perm, w)
 
@@ -218,7 +230,12 @@ def simple(g: Graph, name: str, mod: nn.Module, real, x):
         if x.perm[dim] == len(x.perm) - 1:
             return activation(g, name, "softmax", x)
         raise g.refuse(f"{cls}: dim={mod.dim} is not Keras's last axis")
-    if isinstance(mod, nn.Flatten) and isinstance(x, KT) and mod.start_dim == 1 and mod.end_dim == -1:
+    if (
+        isinstance(mod, nn.Flatten)
+        and isinstance(x, KT)
+        and mod.start_dim == 1
+        and mod.end_dim == -1
+    ):
         if len(x.perm) == 2:
             return x
         x = g.layout(x, tuple(range(len(x.perm))), cls)

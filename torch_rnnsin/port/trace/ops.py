@@ -1,12 +1,12 @@
 """torch functions and tensor methods -> Keras layers, or layout bookkeeping only.
 
-    out, (h, c) = lstm(x)          tuple unpacking (getitem on Python values)
-    h[-1], h[-2:], h.squeeze(0)    picking layers out of a state stack
-    out[:, -1]                     a forward layer's last output (Cropping1D + Flatten else)
-    permute / transpose / .t()     only the axis bookkeeping (a Keras Permute when consumed)
-    torch.cat                      Concatenate;  + - * with tensors: Add / Subtract / Multiply
-    x * c, x + c, x / c            Rescaling;    tanh, relu, softmax, dropout, ...: as modules
-    torch.zeros(...)               a zero initial state (the same as none)
+out, (h, c) = lstm(x)          tuple unpacking (getitem on Python values)
+h[-1], h[-2:], h.squeeze(0)    picking layers out of a state stack
+out[:, -1]                     a forward layer's last output (Cropping1D + Flatten else)
+permute / transpose / .t()     only the axis bookkeeping (a Keras Permute when consumed)
+torch.cat                      Concatenate;  + - * with tensors: Add / Subtract / Multiply
+x * c, x + c, x / c            Rescaling;    tanh, relu, softmax, dropout, ...: as modules
+torch.zeros(...)               a zero initial state (the same as none)
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def getitem(g: Graph, x, idx, real):
     axes = _axis_index(len(x.perm), idx)
     picked = [i for i, a in enumerate(axes) if a != slice(None)]
     if len(picked) != 1 or not isinstance(axes[picked[0]], int) or len(x.perm) != 3:
-        raise g.refuse(f"indexing {idx!r}: only one time step of a (B, T, H) tensor, e.g. out[:, -1]")
+        raise g.refuse(
+            f"indexing {idx!r}: only one time step of a (B, T, H) tensor, e.g. out[:, -1]"
+        )
     i = picked[0]
     if x.perm[i] != 1:
         raise g.refuse(f"indexing {idx!r}: only the time axis may be indexed")
@@ -84,7 +86,14 @@ def getitem(g: Graph, x, idx, real):
     if x.what == "seq" and not x.layer.bidirectional and t == T - 1:
         return KT(x.layer, "last", (x.kshape[0], x.kshape[2]), rest, x.dtype)
     g.static_time = True  # a fixed time step: the Keras model takes this length only
-    crop = g.one("Cropping1D", "cropping1d", {"cropping": [t, T - 1 - t]}, x, (x.kshape[0], 1, x.kshape[2]), x.perm)
+    crop = g.one(
+        "Cropping1D",
+        "cropping1d",
+        {"cropping": [t, T - 1 - t]},
+        x,
+        (x.kshape[0], 1, x.kshape[2]),
+        x.perm,
+    )
     return g.one("Flatten", "flatten", {}, crop, (x.kshape[0], x.kshape[2]), rest)
 
 
@@ -205,7 +214,9 @@ def call_method(g: Graph, name: str, args: list, kwargs: dict, real):
     if name in METHOD_ACTIVATIONS and not rest:
         return activation(g, name, METHOD_ACTIVATIONS[name], x)
     if name == "permute":
-        return permute(g, x, rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest)
+        return permute(
+            g, x, rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+        )
     if name == "transpose":
         return transpose(g, x, *rest)
     if name == "t" and isinstance(x, KT) and len(x.perm) == 2:

@@ -66,6 +66,8 @@ def where(node: torch.fx.Node) -> str:
 def trace(module: nn.Module, example_inputs: tuple) -> tuple[torch.fx.GraphModule, dict]:
     """(graph module, node -> its value on the example inputs). Parameters beyond the
     example inputs keep their defaults (constants while tracing)."""
+    if not isinstance(module, nn.Module):
+        raise Refused(f"expected a torch nn.Module, got {type(module).__name__}")
     params = list(inspect.signature(module.forward).parameters.values())
     if len(example_inputs) > len(params):
         raise Refused(
@@ -92,6 +94,10 @@ def trace(module: nn.Module, example_inputs: tuple) -> tuple[torch.fx.GraphModul
             values[n] = out = super().run_node(n)
             return out
 
-    with torch.no_grad():
-        Recorder(gm).run(*example_inputs)
+    try:
+        with torch.no_grad():
+            Recorder(gm).run(*example_inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise Refused(f"the module fails on the example inputs: {msg}") from None
     return gm, values
