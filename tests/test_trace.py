@@ -200,7 +200,12 @@ def test_sinrnn_round_trip_through_porter(tmp_path):
 
 @pytest.mark.parametrize(
     "make",
-    [tm.BiGRUClassifier, tm.LanguageModel, tm.CNNLSTM, lambda: tm.Recurrent(nn.LSTM(3, 4, 2))],
+    [
+        tm.BiGRUClassifier,
+        tm.LanguageModel,
+        tm.CNNLSTM,
+        lambda: nn.LSTM(3, 4, 2),
+    ],  # a bare nn.LSTM too
 )
 def test_keras2_h5(tf_keras, tmp_path, make):
     seeded(10)

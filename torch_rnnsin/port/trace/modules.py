@@ -262,5 +262,5 @@ def call_module(g: Graph, name: str, mod: nn.Module, real, args: list, kwargs: d
                 raise g.refuse(f"nn.{type(mod).__name__} {name!r}: its input is not one tensor")
             return fn(g, name, mod, real, *args)
     if len(args) != 1:
-        raise g.refuse(f"nn.{type(mod).__name__} {name!r}: called with {len(args)} arguments")
+        raise g.refuse(f"nn.{type(mod).__name__} {name!r}: no built-in Keras layer for it here")
     return simple(g, name, mod, real, args[0])

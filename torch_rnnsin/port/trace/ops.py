@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .kgraph import KT, Graph, Opaque, Stack, Zeros
-from .modules import activation, kshape_of
+from .modules import activation
 
 FUNCTION_ACTIVATIONS = {
     torch.tanh: "tanh",
@@ -237,4 +237,4 @@ def call_method(g: Graph, name: str, args: list, kwargs: dict, real):
     raise g.refuse(f"Tensor.{name} is not supported (no built-in Keras layer for it here)")
 
 
-__all__ = ["call_function", "call_method", "kshape_of"]
+__all__ = ["call_function", "call_method"]

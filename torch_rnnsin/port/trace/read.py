@@ -63,11 +63,24 @@ def where(node: torch.fx.Node) -> str:
     return f" at {os.path.basename(path)}:{lineno}" + (f": {code}" if code else "")
 
 
+class Whole(nn.Module):
+    """A bare torch.nn module, wrapped so that fx keeps it whole (a leaf)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, hx=None):
+        return self.module(x) if hx is None else self.module(x, hx)
+
+
 def trace(module: nn.Module, example_inputs: tuple) -> tuple[torch.fx.GraphModule, dict]:
     """(graph module, node -> its value on the example inputs). Parameters beyond the
     example inputs keep their defaults (constants while tracing)."""
     if not isinstance(module, nn.Module):
         raise Refused(f"expected a torch nn.Module, got {type(module).__name__}")
+    if type(module).__module__.startswith("torch.nn.") and not isinstance(module, nn.Sequential):
+        module = Whole(module)
     params = list(inspect.signature(module.forward).parameters.values())
     if len(example_inputs) > len(params):
         raise Refused(
