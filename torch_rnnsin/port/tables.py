@@ -57,12 +57,11 @@ def keras_names(rows) -> list[str]:
     return list(dict.fromkeys(r.keras for r in rows if not r.zero))
 
 
-def _tensor(module: nn.Module, name: str) -> torch.Tensor:
-    return (
-        module.get_parameter(name)
-        if name in dict(module.named_parameters())
-        else module.get_buffer(name)
-    )
+def _tensor(module, name: str) -> torch.Tensor:
+    """A parameter or buffer by its (dotted) name."""
+    for part in name.split("."):
+        module = getattr(module, part)
+    return module
 
 
 def reorder(a: np.ndarray, gates: str, inverse: bool = False) -> np.ndarray:
