@@ -362,7 +362,9 @@ def _skipped_first_node(entry: dict, keras: int) -> int:
         return 0
     cfg = entry.get("config")
     layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers") or []
-    return int(bool(layers) and isinstance(layers[0], dict) and layers[0].get("class_name") == "InputLayer")
+    return int(
+        bool(layers) and isinstance(layers[0], dict) and layers[0].get("class_name") == "InputLayer"
+    )
 
 
 def _kw_refs(kwargs) -> list:

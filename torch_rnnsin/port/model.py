@@ -19,7 +19,7 @@ from torch import nn
 
 from ..common.errors import Refused
 from . import formats as files  # TEMPORARY: port/io replaces it
-from . import tables
+from . import tables, trace
 from .graph import Call, Graph, parse
 from .kinds import Block, Spec, build
 
@@ -535,16 +535,33 @@ def load_keras_model(path: str | os.PathLike, arch: str | os.PathLike | None = N
 
 
 def save_keras_model(
-    model: nn.Module, path: str | os.PathLike, overwrite: bool = False, example_inputs=None
+    model: nn.Module,
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    example_inputs: tuple | None = None,
+    keras2: bool = False,
 ) -> Path:
     """Write ``model`` as .keras / .weights.h5 (Keras 3), .safetensors or .pt, atomically.
 
-    An existing file is never replaced unless ``overwrite=True``.
+    ``model``: a ported model, or any torch module built from supported kinds (nn.RNN /
+    nn.LSTM / nn.GRU, nn.Linear, nn.Embedding, ...), whose forward is traced on
+    ``example_inputs`` (a Keras 2 .h5 with ``keras2=True``). An existing file is never
+    replaced unless ``overwrite=True``.
     """
     if not isinstance(model, PortedModel):
-        raise Refused(
-            f"save_keras_model: expected a model from load_keras_model, got {type(model).__name__}"
+        if not isinstance(model, nn.Module):
+            raise Refused(f"save_keras_model: expected a torch module, got {type(model).__name__}")
+        if example_inputs is None:
+            raise Refused(
+                f"save_keras_model: a {type(model).__name__} written in torch is read by tracing "
+                "its forward: pass example_inputs=(x, ...)"
+            )
+        trace.save_torch_as_keras(
+            model, path, tuple(example_inputs), keras2=keras2, overwrite=overwrite
         )
+        return Path(path)
+    if keras2:
+        raise Refused("save_keras_model: keras2=True is for models written in torch")
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise FileExistsError(f"{path}: already exists; not overwritten")

@@ -41,7 +41,12 @@ class Binary(Block):
         return [self(xs[0], b)], None, None
 
     def keras_entry(self) -> dict:
-        return {"module": "keras.src.ops.numpy", "class_name": self.keras_class, "config": {"name": self.keras_name}, "registered_name": self.keras_class}
+        return {
+            "module": "keras.src.ops.numpy",
+            "class_name": self.keras_class,
+            "config": {"name": self.keras_name},
+            "registered_name": self.keras_class,
+        }
 
     def describe(self) -> list[str]:
         return [f"  -> torch.{self.fn.__name__} (a mask computation Keras recorded)"]
@@ -77,18 +82,31 @@ class Reduce(Block):
 
     def keras_entry(self) -> dict:
         cfg = {"name": self.keras_name, **self.config}
-        return {"module": "keras.src.ops.numpy", "class_name": self.keras_class, "config": cfg, "registered_name": self.keras_class}
+        return {
+            "module": "keras.src.ops.numpy",
+            "class_name": self.keras_class,
+            "config": cfg,
+            "registered_name": self.keras_class,
+        }
 
     def describe(self) -> list[str]:
-        return [f"  -> torch.{self.keras_class.lower()} over axes {self.axes} (a mask computation Keras recorded)"]
+        return [
+            f"  -> torch.{self.keras_class.lower()} over axes {self.axes} (a mask computation Keras recorded)"
+        ]
 
 
 @kind(*REDUCE)
 def reduce(layer: Layer, inputs: list[Spec]) -> Block:
     layer.check({"axis", "keepdims"})
     axis = layer.cfg.get("axis")
-    ok = isinstance(axis, int) and not isinstance(axis, bool) or (
-        isinstance(axis, list) and axis and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
+    ok = (
+        isinstance(axis, int)
+        and not isinstance(axis, bool)
+        or (
+            isinstance(axis, list)
+            and axis
+            and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
+        )
     )
     if not ok:
         raise layer.refuse("axis", axis, "an axis or a list of axes")
