@@ -498,3 +498,63 @@ def test_input_shape_must_be_sizes(shape):
         ValueError, match=r"InputLayer 'input_layer': batch_shape=.*a list of sizes"
     ):
         build_model(cfg)
+
+
+# --- sizes and depth checked before anything is built --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (
+            layer("LSTM", "big", units=10**9),
+            r"LSTM 'big': units=1000000000 is not supported \(a positive integer up to",
+        ),
+        (
+            layer("Dense", "wide", units=10**5 * 10**5),
+            r"Dense 'wide': units=10000000000 is not supported",
+        ),
+    ],
+)
+def test_absurd_sizes_refused_before_any_module_is_built(entry, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(sequential(F, entry))
+
+
+def test_input_of_a_billion_features_refused():
+    with pytest.raises(
+        ValueError, match=r"InputLayer 'input_layer': batch_shape=\[None, None, 1000000000\]"
+    ):
+        build_model(sequential(10**9, layer("Dense", "d", units=1)))
+
+
+def test_a_config_bigger_than_its_arrays_allocates_nothing():
+    """LSTM(12000) over 12 stored values: refused on the shapes, before 2.5 GB is allocated."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    arrays = [np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32), np.zeros(4, np.float32)]
+    with pytest.raises(
+        ValueError, match=r"LSTM 'l' kernel: expected shape \(2, 48000\), got \(1, 4\)"
+    ):
+        build_model(sequential(F, layer("LSTM", "l", units=12000)), {"l": arrays})
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_wrapping_depth_bounded():
+    inner = layer("Dense", "d", units=2)
+    for i in range(40):
+        inner = layer("TimeDistributed", f"t{i}", layer=inner)
+    cfg = sequential(F, inner, T=5)
+    cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, *([2] * 41), F]
+    with pytest.raises(ValueError, match="wrapped more than 32 deep"):
+        build_model(cfg)
+
+
+@pytest.mark.parametrize(
+    "module", ["keras_mine", "keras_evil; import os", "kerasx.layers", "keras.src.layers.x y"]
+)
+def test_built_ins_recognised_by_exact_module(module):
+    entry = {**layer("SimpleRNN", "s", units=2), "module": module}
+    with pytest.raises(ValueError, match=r"SimpleRNN 's': custom layer \(module="):
+        build_model(sequential(F, entry))

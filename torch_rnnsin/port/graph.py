@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..common.errors import Refused
-from .kinds.base import Layer, check_entry
+from .kinds.base import MAX_SIZE, Layer, check_entry
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 RECURRENT_CALLS = (
@@ -85,7 +85,8 @@ def _shape(layer: Layer):
         isinstance(shape, list)
         and len(shape) >= 2
         and all(
-            d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1) for d in shape
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_SIZE)
+        for d in shape
         )
     )
     if shape is not None and not ok:

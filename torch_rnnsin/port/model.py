@@ -411,7 +411,28 @@ def _sequential_outputs(g: Graph, blocks: dict[str, Block]) -> None:
             g.outputs[i : i + 1] = [c.out(k) for k in range(n)]
 
 
+def _available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
 def _materialize(model: PortedModel) -> None:
+    """Memory for every tensor, after every shape was checked against the file and the total
+    against the memory this machine has."""
+    need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    have = _available_bytes()
+    if need > have:
+        big = max(model.layers, key=lambda b: sum(t.numel() for t in b.state_dict().values()))
+        raise Refused(
+            f"{big.keras_class} {big.keras_name!r}: the model needs {need / 2**30:.1f} GiB of weights, "
+            f"more than the {have / 2**30:.1f} GiB of memory available"
+        )
     model.to_empty(device="cpu")
 
 

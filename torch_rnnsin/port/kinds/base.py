@@ -155,8 +155,10 @@ class Layer:
     def option(self, key: str, default=None, *, allowed=None, kind=None):
         """One mapped option, type- and value-checked (kind: int (>= 1), bool, float, tuple)."""
         value = self.cfg.get(key, default)
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise self.refuse(key, value, "a positive integer")
+        if kind is int and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE
+        ):
+            raise self.refuse(key, value, f"a positive integer up to {MAX_SIZE}")
         if kind is bool and not isinstance(value, bool):
             raise self.refuse(key, value, "true or false")
         if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -172,17 +174,25 @@ class Layer:
         if (
             not isinstance(v, list | tuple)
             or len(v) != n
-            or any(isinstance(i, bool) or not isinstance(i, int) or i < minimum for i in v)
+            or any(
+                isinstance(i, bool) or not isinstance(i, int) or not minimum <= i <= MAX_SIZE
+                for i in v
+            )
         ):
             raise self.refuse(key, value, f"{n} integer(s) >= {minimum}")
         return tuple(v)
 
     def sub(self, key: str) -> Layer:
         """A wrapped layer (Bidirectional's layer, TimeDistributed's layer, RNN's cell)."""
+        if self.path.count("/") >= MAX_WRAPPING:
+            raise self.fail(f"layers wrapped more than {MAX_WRAPPING} deep are not supported")
         entry = self.cfg.get(key)
         cls, name, cfg = check_entry(entry, where=f"{self.cls} {self.name!r}: {key}")
         return Layer(cls, name, cfg, self.keras, f"{self.path}/{name}")
 
+
+MAX_SIZE = 1 << 24  # units, filters, vocabulary, ...: checked before any module is built
+MAX_WRAPPING = 32  # a layer inside a layer inside ... (TimeDistributed(TimeDistributed(...)))
 
 BUILT_IN_MODULES = (
     "keras",
