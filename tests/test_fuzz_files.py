@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torch_rnnsin.port.formats import read_keras, read_npz, read_torch_file, write_torch_file
+from torch_rnnsin.port.io import read_keras, read_npz, read_torch_file, write_torch_file
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -10,7 +10,7 @@ Keras order and shapes, hidden size H, input size F = 1:
 
 This is the general port's SimpleRNN and Dense mapping (``port.layers``) applied to the
 lesson's model; back: transpose, and bias = bias_ih + bias_hh. Files are read with h5py
-and zipfile only (``port.formats``): no TensorFlow, no pickle, no code from the file is run.
+and zipfile only (``port.io``): no TensorFlow, no pickle, no code from the file is run.
 A file holding any other model is refused, naming what differs: port it with
 ``load_keras_model`` instead.
 """
@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .port import io as formats
 from .port import layers as L
+from .port.model import flat_weights
 
 KERAS_NAMES = ("RNN kernel", "RNN recurrent_kernel", "RNN bias", "Dense kernel", "Dense bias")
 RNN_TABLE = L.rnn_table("SimpleRNN", use_bias=True)
@@ -140,24 +142,30 @@ def check_lesson_model(model) -> None:
 
 
 def _read_keras_file(path: Path) -> list[np.ndarray]:
-    from .port import formats
     from .port.model import build_model
 
-    if path.name.lower().endswith(".weights.h5"):  # no architecture inside: the lesson's
+    try:  # a .weights.h5 from save_keras_weights carries its config (the stamp)
+        kf = formats.read_keras(path)
+    except formats.NeedsArch:
+        # A Keras-written weights file holds no architecture: the lesson's is assumed (only
+        # the layer names and shapes can be checked; issue 21 wants these stamped too).
         with tempfile.TemporaryDirectory() as d:
             arch = Path(d) / "lesson.json"
             arch.write_text(json.dumps(lesson_config()))
             kf = formats.read_keras(path, arch)
-        if sorted(kf.weights) != ["RNN", "dense"]:
-            raise ValueError(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
-        return kf.weights["RNN"] + kf.weights["dense"]
-    kf = formats.read_keras(path)
+        weights = flat_weights(kf.weights)
+        if sorted(weights) != ["RNN", "dense"]:
+            raise ValueError(
+                f"not a SimpleRNN + Dense weights file: found {sorted(weights)}"
+            ) from None
+        return weights["RNN"] + weights["dense"]
     model = build_model(kf.config)  # every layer and option mapped or refused
     check_lesson_model(model)
     rnn, dense = (b.keras_name for b in model.layers)
-    if rnn not in kf.weights or dense not in kf.weights:
-        raise ValueError(f"no weights for {rnn!r} and {dense!r} (found {sorted(kf.weights)})")
-    return kf.weights[rnn] + kf.weights[dense]
+    weights = flat_weights(kf.weights)
+    if rnn not in weights or dense not in weights:
+        raise ValueError(f"no weights for {rnn!r} and {dense!r} (found {sorted(weights)})")
+    return weights[rnn] + weights[dense]
 
 
 def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
@@ -167,8 +175,6 @@ def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
     ``.npz`` holds ``np.savez(path, *arrays)`` (``arr_0`` .. ``arr_4``); it is
     read with ``allow_pickle=False``.
     """
-    from .port import formats
-
     path = Path(path)
     name = path.name.lower()
     if name.endswith(".npz"):
@@ -221,3 +227,4 @@ def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -
         dense.attrs["name"] = "dense"
         for i, a in enumerate(arrays[3:]):
             dense.create_dataset(str(i), data=a)
+        formats.stamp_weights_file(h5, lesson_config(arrays[0].shape[1]))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import io as formats
 from . import layers as L
 from .graph import check_entry, model_layers
 from .modules import Bidirectional, Dense, Passthrough, Recurrent
@@ -358,8 +359,6 @@ def load_keras_model(path: str | os.PathLike, arch: str | os.PathLike | None = N
     .json), or a .safetensors / .pt written by ``save_keras_model``. Nothing is unpickled and
     Keras is never imported; a layer or option that cannot be ported exactly is refused.
     """
-    from . import formats
-
     path = Path(path)
     if _ext(path) in TORCH_EXTS:
         sd, meta = formats.read_torch_file(path)
@@ -376,11 +375,47 @@ def load_keras_model(path: str | os.PathLike, arch: str | os.PathLike | None = N
         return model
     kf = formats.read_keras(path, arch)
     try:
-        model = build_model(kf.config, kf.weights)
+        model = build_model(kf.config, flat_weights(kf.weights))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     model.source_format = kf.dialect
     return model
+
+
+# TEMPORARY, until the model rewrite takes the io contract itself: io's weights are
+# {layer path: {sub-path: arrays}}; this model still wants {name: arrays in get_weights() order}.
+SUB_ORDER = ("", "cell", "forward_layer/cell", "backward_layer/cell", "layer", "layer/cell")
+
+
+def flat_weights(weights: dict) -> dict[str, list[np.ndarray]]:
+    """TEMPORARY: each layer's arrays in the order "", "cell", "forward_layer/cell", ..."""
+
+    def rank(sub: str) -> tuple:
+        return (SUB_ORDER.index(sub) if sub in SUB_ORDER else len(SUB_ORDER), sub)
+
+    return {k: [a for s in sorted(subs, key=rank) for a in subs[s]] for k, subs in weights.items()}
+
+
+def nested_weights(config: dict, flat: dict[str, list[np.ndarray]]) -> dict:
+    """TEMPORARY: the inverse of flat_weights for this model's layer kinds."""
+    rnn = ("SimpleRNN", "LSTM", "GRU")
+    out = {}
+    for layer in config["config"]["layers"]:
+        cls, name = layer["class_name"], layer["config"]["name"]
+        arrays = list(flat.get(name, []))
+        if not arrays:
+            continue
+        if cls in rnn:
+            out[name] = {"cell": arrays}
+        elif cls == "Bidirectional":
+            half = len(arrays) // 2
+            out[name] = {"forward_layer/cell": arrays[:half], "backward_layer/cell": arrays[half:]}
+        elif cls == "TimeDistributed":
+            inner = layer["config"]["layer"]["class_name"]
+            out[name] = {"layer/cell" if inner in rnn else "layer": arrays}
+        else:
+            out[name] = {"": arrays}
+    return out
 
 
 def load_state_arrays(model: PortedModel, sd: dict) -> None:
@@ -404,8 +439,6 @@ def save_keras_model(model: PortedModel, path: str | os.PathLike, overwrite: boo
 
     An existing file is never replaced unless ``overwrite=True``.
     """
-    from . import formats
-
     if not isinstance(model, PortedModel):
         raise ValueError(
             f"save_keras_model: expected a model from load_keras_model, got {type(model).__name__}"
@@ -416,7 +449,8 @@ def save_keras_model(model: PortedModel, path: str | os.PathLike, overwrite: boo
         raise FileExistsError(f"{path}: already exists; not overwritten")
     ext = _ext(path)
     if ext in KERAS_OUT_EXTS:
-        formats.write_keras(path, model.keras_config(), model.keras_weights())
+        config = model.keras_config()
+        formats.write_keras(path, config, nested_weights(config, model.keras_weights()))
     elif ext in TORCH_EXTS:
         sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         arch = {"format": ARCH_FORMAT, "version": 1, "keras_config": model.keras_config()}
