@@ -116,7 +116,7 @@ def as_real_array(a: object, what: str) -> np.ndarray:
     check_dtype(a.dtype, what)
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
-    return np.ascontiguousarray(a)
+    return a if a.flags.c_contiguous else a.copy(order="C")  # ascontiguousarray makes 0-d 1-d
 
 
 def check_finite(a: np.ndarray, what: str) -> None:
@@ -128,7 +128,7 @@ def check_finite(a: np.ndarray, what: str) -> None:
 def digest(a: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and bytes (as written: native, C order)."""
     h = hashlib.sha256(f"{a.dtype.str}{tuple(a.shape)}".encode())
-    h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    h.update(memoryview(a if a.flags.c_contiguous else a.copy(order="C")).cast("B"))
     return h.hexdigest()
 
 
