@@ -93,7 +93,9 @@ def read_torch_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
             if not (t.is_floating_point() or t.dtype in REAL):
                 raise Refused(f"{k}: dtype {t.dtype} is not a real number type")
             arrays[k] = as_real_array(t, k)
-        check_sums(arrays, obj["arch"], obj.get("sha256"), obj.get("arch_sha256"))
+        sums = obj.get("sha256")
+        sums = parse_json(sums, "'sha256'") if isinstance(sums, str) else None
+        check_sums(arrays, obj["arch"], sums, obj.get("arch_sha256"))
         return arrays, arch_json(obj["arch"], "'arch'")
 
 
@@ -132,7 +134,9 @@ def write_torch_file(path: str | os.PathLike, state_dict: dict, arch: dict) -> N
         obj = {
             "state_dict": {k: torch.from_numpy(a.copy()) for k, a in arrays.items()},
             "arch": arch_text,
-            "sha256": sums,
+            # JSON text, not a dict: pickle would share the key strings with the state_dict's,
+            # and one damaged name would then match its checksum entry
+            "sha256": json.dumps(sums),
             "arch_sha256": text_digest(arch_text),
         }
         with atomic_path(path) as tmp:
