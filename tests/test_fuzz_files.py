@@ -166,7 +166,8 @@ def check_clean(kind: str, path: Path, arch: Path, same_as: tuple | None = None)
         assert config == want_config, "parses but differs: the architecture"
         assert list(arrays) == list(want), "parses but differs: the tensors' names"
         for k, a in arrays.items():
-            assert a.dtype == want[k].dtype and a.shape == want[k].shape, k
+            assert a.dtype == want[k].dtype, k
+            assert a.shape == want[k].shape, k
             assert np.array_equal(a, want[k]), f"parses but differs: {k}"
 
 
