@@ -179,9 +179,14 @@ def zip_read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = MAX_BYTES) 
     if info.file_size > limit:
         raise Refused(f"member {info.filename!r} declares {info.file_size} bytes (> {limit})")
     buf = bytearray(info.file_size)
+    view, n = memoryview(buf), 0
     with z.open(info) as f:
-        n = f.readinto(buf)
-        if n != info.file_size or f.read(1):
+        while n < len(buf):  # in chunks: ZipExtFile.readinto would read the whole into bytes first
+            got = f.readinto(view[n : n + (8 << 20)])
+            if not got:
+                break
+            n += got
+        if n != info.file_size or f.read(1):  # the read to the end checks the CRC
             raise Refused(f"member {info.filename!r} does not hold its declared size")
     return buf
 
