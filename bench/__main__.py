@@ -146,6 +146,9 @@ def main() -> None:
             pred_cmd.append("--keras")
         pred = json.loads(run_timed(pred_cmd)[2])
         steps = json.loads(run_timed([sys.executable, "-m", "bench.steps"])[2])
+        load = None  # the porter's load of a large model file against the plain-h5py floor
+        if not args.no_keras and not args.quick:
+            load = json.loads(run_timed([sys.executable, "-m", "bench.load", "--json"])[2])
         study = {}
         for name, flags in (("quick", ["--quick"]), ("full", [])):
             if name == "full" and (args.quick or args.no_full_study):
@@ -211,6 +214,11 @@ def main() -> None:
             f"- `study{' --quick' if name == 'quick' else ''}`: {wall:.1f} s "
             f"as a whole process ({summary.split(';')[0]})"
         )
+    if load is not None:
+        from bench.load import lines as load_lines
+
+        lines += ["", "## Loading a large model file (`python -m bench.load`)", ""]
+        lines += load_lines(load["weight_bytes"], load["table"], 5)
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

@@ -5,6 +5,11 @@ Keras 2 .h5, written by Keras itself; .npz, .safetensors, .pt) are damaged by Hy
 16 random bytes at one offset, up to 16 single bytes at random offsets, or a truncation.
 Each damaged file must either read (real-number arrays) or raise one ValueError line naming
 it (or FileNotFoundError): no other exception, no traceback for the user.
+
+The files this package writes (.keras and .weights.h5 from ``write_keras``, .safetensors and
+.pt) carry a sha256 of every array and of the architecture: damaged, they must be refused or
+read exactly as before ("parses but differs": zero allowed). Keras's own formats have no
+checksum, so damage there that still parses cannot be detected (it is only read cleanly).
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torch_rnnsin.port.formats import read_keras, read_npz, read_torch_file, write_torch_file
+from torch_rnnsin.port.io import (
+    read_keras,
+    read_npz,
+    read_torch_file,
+    write_keras,
+    write_torch_file,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -64,6 +75,9 @@ def valid(tmp_path_factory) -> dict[str, tuple[bytes, str, Path]]:
     arch = {"layers": [{"kind": "LSTM", "units": 3}]}
     write_torch_file(out / "m.safetensors", sd, arch)
     write_torch_file(out / "m.pt", sd, arch)
+    kf = read_keras(out / "m.keras")
+    write_keras(out / "our.keras", kf.config, kf.weights)
+    write_keras(out / "our.weights.h5", kf.config, kf.weights)
     work = out / "work"
     work.mkdir()
     files = {
@@ -74,20 +88,29 @@ def valid(tmp_path_factory) -> dict[str, tuple[bytes, str, Path]]:
         "npz": "w.npz",
         "safetensors": "m.safetensors",
         "pt": "m.pt",
+        "our_keras": "our.keras",
+        "our_weights_h5": "our.weights.h5",
     }
     return {kind: ((out / name).read_bytes(), name, work) for kind, name in files.items()}
 
 
-def read_any(kind: str, path: Path, arch: Path) -> None:
+def read_any(kind: str, path: Path, arch: Path) -> tuple[object, dict[str, np.ndarray]]:
+    """(architecture, every array by a stable name), each array checked to be real numbers."""
     if kind == "npz":
-        arrays = read_npz(path)
+        config, arrays = None, dict(enumerate(read_npz(path)))
     elif kind in ("safetensors", "pt"):
-        state, _ = read_torch_file(path)
-        arrays = list(state.values())
+        arrays, config = read_torch_file(path)
     else:
         kf = read_keras(path, arch if kind == "weights_h5" else None)
-        arrays = [a for ws in kf.weights.values() for a in ws]
-    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "iuf" for a in arrays)
+        config = kf.config
+        arrays = {
+            (layer, sub, i): a
+            for layer, subs in kf.weights.items()
+            for sub, ws in subs.items()
+            for i, a in enumerate(ws)
+        }
+    assert all(isinstance(a, np.ndarray) and a.dtype.kind in "iuf" for a in arrays.values())
+    return config, arrays
 
 
 @st.composite
@@ -117,18 +140,30 @@ def rezipped(data: bytes, member: str, damaged: bytes) -> bytes:
     return out.getvalue()
 
 
-def check_clean(kind: str, path: Path, arch: Path) -> None:
+def check_clean(kind: str, path: Path, arch: Path, same_as: tuple | None = None) -> None:
+    """Read cleanly or refused in one line; with ``same_as`` (our files), what reads must be
+    exactly what was written."""
     try:
-        read_any(kind, path, arch)
+        got = read_any(kind, path, arch)
     except FileNotFoundError:
-        pass
+        return
     except ValueError as e:
         msg = str(e)
         assert "\n" not in msg, msg
         assert str(path) in msg, msg
+        return
+    if same_as is not None:
+        (config, arrays), (want_config, want) = got, same_as
+        assert config == want_config, "parses but differs: the architecture"
+        assert list(arrays) == list(want), "parses but differs: the tensors' names"
+        for k, a in arrays.items():
+            assert a.dtype == want[k].dtype, k
+            assert a.shape == want[k].shape, k
+            assert np.array_equal(a, want[k]), f"parses but differs: {k}"
 
 
 KINDS = ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
+OURS = ["our_keras", "our_weights_h5", "safetensors", "pt"]  # checksummed: refused or identical
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
 
@@ -141,6 +176,37 @@ def test_damaged_file_reads_or_fails_cleanly(valid, kind, data):
     path = work / name
     path.write_bytes(data.draw(damage(good), label="damaged"))
     check_clean(kind, path, work.parent / "m.json")
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("kind", OURS)
+@FUZZ
+@given(data=st.data())
+def test_our_damaged_files_refused_or_identical(valid, kind, data):
+    """Files we wrote: damage is refused, or the file reads exactly as written."""
+    good, name, work = valid[kind]
+    path = work / name
+    path.write_bytes(good)
+    want = read_any(kind, path, work.parent / "m.json")
+    path.write_bytes(data.draw(damage(good), label="damaged"))
+    check_clean(kind, path, work.parent / "m.json", same_as=want)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("member", ["config.json", "model.weights.h5", "metadata.json"])
+@FUZZ
+@given(data=st.data())
+def test_our_damaged_keras_member_refused_or_identical(valid, member, data):
+    """Damage inside our well-formed .keras (the zip's CRC recomputed): the checksums in
+    metadata.json still catch it."""
+    good, name, work = valid["our_keras"]
+    path = work / name
+    path.write_bytes(good)
+    want = read_any("our_keras", path, work.parent / "m.json")
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        inner = z.read(member)
+    path.write_bytes(rezipped(good, member, data.draw(damage(inner), label="damaged")))
+    check_clean("our_keras", path, work.parent / "m.json", same_as=want)
 
 
 @pytest.mark.keras
@@ -158,7 +224,7 @@ def test_damaged_keras_member_reads_or_fails_cleanly(valid, member, data):
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + OURS[:2])
 def test_undamaged_files_read(valid, kind):
     """The fuzz starts from files that read: a failure above is the damage's doing."""
     good, name, work = valid[kind]

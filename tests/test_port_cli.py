@@ -13,7 +13,8 @@ from port_helpers import keras_arrays, layer, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
 from torch_rnnsin.cli import main
-from torch_rnnsin.port import check, formats
+from torch_rnnsin.port import check
+from torch_rnnsin.port import io as formats
 from torch_rnnsin.port.model import build_model
 
 

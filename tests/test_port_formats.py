@@ -1,4 +1,4 @@
-"""port/formats.py against files Keras itself wrote: Keras 3 (.keras, .weights.h5, legacy
+"""port/io against files Keras itself wrote: Keras 3 (.keras, .weights.h5, legacy
 .h5) in this process, Keras 2 (tf_keras .h5) in the session's Keras 2 worker; then every bad file of the
 weight-file list gets one clean error.
 
@@ -22,7 +22,8 @@ import kcache
 import numpy as np
 import pytest
 
-from torch_rnnsin.port.formats import (
+from torch_rnnsin.common.errors import Refused
+from torch_rnnsin.port.io import (
     MAX_BYTES,
     read_keras,
     read_npz,
@@ -32,6 +33,7 @@ from torch_rnnsin.port.formats import (
 )
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parents[1]  # subprocesses import this checkout's package
 CASES = ("srnn", "stack", "bidi", "td", "gru_rb")
 
 
@@ -138,7 +140,21 @@ def k3(keras3, k2_files, tmp_path_factory):
     return out, models, twin
 
 
+SUB_ORDER = ("", "cell", "forward_layer/cell", "backward_layer/cell", "layer")
+
+
+def flat(weights: dict) -> dict[str, list[np.ndarray]]:
+    """{layer: {sub-path: arrays}} as {layer: get_weights()} (Bidirectional: forward first)."""
+    rank = {s: i for i, s in enumerate(SUB_ORDER)}
+    return {
+        k: [a for s in sorted(subs, key=lambda s: rank.get(s, 9)) for a in subs[s]]
+        for k, subs in weights.items()
+    }
+
+
 def assert_same_weights(got: dict, want: dict) -> None:
+    got = flat(got) if got and isinstance(next(iter(got.values())), dict) else got
+    want = flat(want) if want and isinstance(next(iter(want.values())), dict) else want
     assert list(got) == list(want)
     for name in want:
         assert len(got[name]) == len(want[name]), name
@@ -184,7 +200,9 @@ def test_weights_h5_with_the_architecture_of_another_instance(k3):
     kf = read_keras(out / "stack.weights.h5", out / "stack_twin.keras")
     assert list(kf.weights) == list(per_layer(twin))
     assert list(kf.weights) != list(per_layer(models["stack"]))  # the names really differ
-    for got, want in zip(kf.weights.values(), per_layer(models["stack"]).values(), strict=True):
+    for got, want in zip(
+        flat(kf.weights).values(), per_layer(models["stack"]).values(), strict=True
+    ):
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
@@ -323,7 +341,7 @@ def test_torch_file_round_trip_exact(tmp_path, ext):
         assert np.array_equal(arrays[k], v), k
     if ext == ".pt":
         obj = torch.load(path, weights_only=True)
-        assert set(obj) == {"state_dict", "arch"}
+        assert set(obj) == {"state_dict", "arch", "sha256", "arch_sha256"}
         assert json.loads(obj["arch"]) == ARCH
 
 
@@ -353,8 +371,10 @@ CONFIG = {
     },
 }
 WEIGHTS = {
-    "rnn": [np.ones((1, 2), np.float32), np.eye(2, dtype=np.float32), np.zeros(2, np.float32)],
-    "out": [np.ones((2, 1), np.float32), np.zeros(1, np.float32)],
+    "rnn": {
+        "cell": [np.ones((1, 2), np.float32), np.eye(2, dtype=np.float32), np.zeros(2, np.float32)]
+    },
+    "out": {"": [np.ones((2, 1), np.float32), np.zeros(1, np.float32)]},
 }
 
 
@@ -512,10 +532,12 @@ def test_config_json_not_json(tmp_path):
 
 
 def weights_h5(path: Path, edit) -> Path:
+    """A Keras-like .weights.h5 (ours, its stamp removed), then edited."""
     import h5py
 
     write_keras(path, CONFIG, WEIGHTS)
     with h5py.File(path, "a") as h5:
+        del h5.attrs["torch_rnnsin"]
         edit(h5)
     return path
 
@@ -582,11 +604,15 @@ def test_damaged_global_heap_refused_not_hung(tmp_path):
     struct.pack_into("<Q", data, at + 8, len(data) - at)
     path.write_bytes(bytes(data))
     code = (
-        "import sys\nfrom torch_rnnsin.port.formats import read_keras\n"
+        "import sys\nfrom torch_rnnsin.port.io import read_keras\n"
         "try:\n    read_keras(sys.argv[1])\nexcept ValueError as e:\n    print(e)"
     )
     r = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert r.stdout.strip() == f"{path}: a damaged HDF5 global heap at byte {at}", r.stderr
 
@@ -628,11 +654,15 @@ def test_damaged_string_type_crashes_hdf5_not_us(tmp_path):
     data[at + 1] = 0x53
     path.write_bytes(bytes(data))
     code = (
-        "import sys\nfrom torch_rnnsin.port.formats import read_keras\n"
+        "import sys\nfrom torch_rnnsin.port.io import read_keras\n"
         "try:\n    read_keras(sys.argv[1])\nexcept ValueError as e:\n    print(e)"
     )
     r = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-500:]
     assert r.stdout.startswith(f"{path}: HDF5 failed reading the file ("), r.stdout
@@ -640,7 +670,7 @@ def test_damaged_string_type_crashes_hdf5_not_us(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="isolation needs fork")
 def test_isolated_reader_limits_time_memory_and_crashes():
-    from torch_rnnsin.port.formats import isolated
+    from torch_rnnsin.port.io import isolated
 
     meta, arrays = isolated(some_arrays, 3)
     assert meta == {"n": 3}
@@ -777,16 +807,21 @@ def test_write_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="not JSON-able"):
         write_torch_file(tmp_path / "m.safetensors", {"w": np.ones(2)}, {"x": object()})
     with pytest.raises(ValueError, match="'nope'"):
-        write_keras(tmp_path / "m.keras", CONFIG, {**WEIGHTS, "nope": [np.ones(1)]})
+        write_keras(tmp_path / "m.keras", CONFIG, {**WEIGHTS, "nope": {"": [np.ones(1)]}})
     with pytest.raises(ValueError, match=r"\.keras or \.weights\.h5"):
         write_keras(tmp_path / "m.h5", CONFIG, WEIGHTS)
-    bad = {**WEIGHTS, "out": [np.ones((2, 1), np.complex64), np.zeros(1)]}
+    bad = {**WEIGHTS, "out": {"": [np.ones((2, 1), np.complex64), np.zeros(1)]}}
     with pytest.raises(ValueError, match="not a real number type"):
-        write_keras(tmp_path / "m.weights.h5", CONFIG, bad)  # fails after the file was opened
-    bidi = {"class_name": "Bidirectional", "config": {"name": "b", "layer": "LSTM"}}
-    config = {"class_name": "Sequential", "config": {"layers": [bidi]}}
-    with pytest.raises(ValueError, match="'layer' is not a layer config"):
-        write_keras(tmp_path / "b.keras", config, {"b": [np.ones(1)] * 6})
+        write_keras(tmp_path / "m.weights.h5", CONFIG, bad)
+    for sub in ("../x", "cell/vars", "/cell", "0"):
+        with pytest.raises(ValueError, match="sub-path"):
+            write_keras(tmp_path / "b.keras", CONFIG, {"rnn": {sub: [np.ones(1)]}})
+    nan = {**WEIGHTS, "out": {"": [np.full((2, 1), np.nan, np.float32), np.zeros(1)]}}
+    msg = r"m\.weights\.h5: layer 'out' array vars/0: holds NaN or inf values$"
+    with pytest.raises(Refused, match=msg):
+        write_keras(tmp_path / "m.weights.h5", CONFIG, nan)
+    with pytest.raises(Refused, match=r"m\.pt: tensor 'w': holds NaN or inf values$"):
+        write_torch_file(tmp_path / "m.pt", {"w": np.array([1.0, np.inf])}, {})
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 

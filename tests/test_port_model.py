@@ -136,7 +136,7 @@ def test_torch_files_round_trip_exactly(tmp_path, suffix):
 def test_torch_file_with_a_foreign_architecture_refused(tmp_path):
     model = stack([("LSTM", 2, {})])
     path = save_keras_model(model, tmp_path / "m.safetensors")
-    from torch_rnnsin.port import formats
+    from torch_rnnsin.port import io as formats
 
     sd, arch = formats.read_torch_file(path)
     sd["layers.0.cells.0.rnn.weight_ih_l0"] = np.zeros((8, 5), np.float32)

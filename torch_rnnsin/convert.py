@@ -10,7 +10,7 @@ Keras order and shapes, hidden size H, input size F = 1:
 
 This is the general port's SimpleRNN and Dense mapping (``port.layers``) applied to the
 lesson's model; back: transpose, and bias = bias_ih + bias_hh. Files are read with h5py
-and zipfile only (``port.formats``): no TensorFlow, no pickle, no code from the file is run.
+and zipfile only (``port.io``): no TensorFlow, no pickle, no code from the file is run.
 A file holding any other model is refused, naming what differs: port it with
 ``load_keras_model`` instead.
 """
@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .port import io as formats
 from .port import tables
 from .port.kinds.recurrent import rnn_rows
+from .port.model import build_model, load_keras_arrays
 from .port.tables import Part, Row
 
 KERAS_NAMES = ("RNN kernel", "RNN recurrent_kernel", "RNN bias", "Dense kernel", "Dense bias")
@@ -150,18 +152,17 @@ def check_lesson_model(model) -> None:
 
 
 def _read_keras_file(path: Path) -> list[np.ndarray]:
-    from .port import formats
-    from .port.model import build_model, load_keras_arrays
-
-    if path.name.lower().endswith(".weights.h5"):  # no architecture inside: the lesson's
+    try:  # a .weights.h5 from save_keras_weights carries its config (the stamp)
+        kf = formats.read_keras(path)
+    except formats.NeedsArch:
+        # A Keras-written weights file holds no architecture: the lesson's is assumed (only
+        # the layer names and shapes can be checked; issue 21 wants these stamped too).
         with tempfile.TemporaryDirectory() as d:
             arch = Path(d) / "lesson.json"
             arch.write_text(json.dumps(lesson_config()))
             kf = formats.read_keras(path, arch)
         if sorted(kf.weights) != ["RNN", "dense"]:
             raise ValueError(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
-    else:
-        kf = formats.read_keras(path)
     model = build_model(kf.config, empty=True)  # every layer and option mapped or refused
     check_lesson_model(model)
     load_keras_arrays(model, kf.weights)
@@ -175,8 +176,6 @@ def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
     ``.npz`` holds ``np.savez(path, *arrays)`` (``arr_0`` .. ``arr_4``); it is
     read with ``allow_pickle=False``.
     """
-    from .port import formats
-
     path = Path(path)
     name = path.name.lower()
     if name.endswith(".npz"):
@@ -229,3 +228,4 @@ def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -
         dense.attrs["name"] = "dense"
         for i, a in enumerate(arrays[3:]):
             dense.create_dataset(str(i), data=a)
+        formats.stamp_weights_file(h5, lesson_config(arrays[0].shape[1]))

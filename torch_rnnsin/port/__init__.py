@@ -1,6 +1,6 @@
 """Porting Keras recurrent models to PyTorch and back (no Keras, no Lightning needed).
 
-formats.py    Keras / torch model files <-> (config, arrays)
+io/           Keras / torch model files <-> (config, arrays), one module per format
 graph.py      a Keras model config -> one chain of layer entries (or a refusal)
 layers.py     per layer kind: its options, and its arrays <-> torch parameters (tables)
 modules.py    the torch blocks (nn.RNN / nn.LSTM / nn.GRU, GRUResetBefore, heads)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..common.errors import Refused
-from . import formats as files  # TEMPORARY: port/io replaces it
+from . import io as files
 from . import tables, trace
 from .graph import Call, Graph, parse
 from .kinds import Block, Spec, build
@@ -590,11 +590,7 @@ def save_keras_model(
     if model.keras_version == 2 and ext in KERAS_OUT_EXTS:
         _check_keras3_formulas(model)
     if ext in KERAS_OUT_EXTS:
-        flat = {
-            k: [a for arrays in v.values() for a in arrays]
-            for k, v in model.keras_weights().items()
-        }
-        files.write_keras(path, model.keras_config(), flat)  # TEMPORARY: port/io takes the groups
+        files.write_keras(path, model.keras_config(), model.keras_weights())
     elif ext in TORCH_EXTS:
         sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         arch = {

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from ...atomic import atomic_path
-from .. import formats
+from .. import io
 from .kgraph import KT, Graph, kts
 
 KERAS2_VERSION = "2.15.0"  # written into the file: the format, not an installed tf_keras
@@ -66,9 +66,23 @@ def keras3_config(g: Graph, outputs: list[KT], name: str) -> dict:
     }
 
 
-def keras3_weights(g: Graph) -> dict[str, list[np.ndarray]]:
-    """Layer name -> arrays in get_weights() order (the ``write_keras`` contract today)."""
-    return {x.name: [a for _, a in x.weights] for x in g.layers if x.weights}
+def _group(weight_name: str) -> str:
+    """A Keras 2 weight name's Keras 3 group: "forward_x/lstm_cell/kernel" -> "forward_layer/cell"."""
+    parts = weight_name.split("/")
+    cell = "cell" if any(p.endswith("_cell") for p in parts) else ""
+    for half in ("forward", "backward"):
+        if parts[0].startswith(f"{half}_"):
+            return f"{half}_layer/{cell}".rstrip("/")
+    return cell
+
+
+def keras3_weights(g: Graph) -> dict[str, dict[str, list[np.ndarray]]]:
+    """Layer name -> {Keras 3 group path: arrays in get_weights() order} (io's contract)."""
+    out: dict[str, dict[str, list[np.ndarray]]] = {}
+    for x in g.layers:
+        for name, a in x.weights:
+            out.setdefault(x.name, {}).setdefault(_group(name), []).append(a)
+    return out
 
 
 def _k2_layer_config(cls: str, cfg: dict) -> dict:
@@ -136,4 +150,4 @@ def write(path: str | os.PathLike, g: Graph, outputs: list[KT], name: str, keras
     if keras2:
         write_keras2_h5(path, g, keras2_config(g, outputs, name))
     else:
-        formats.write_keras(path, keras3_config(g, outputs, name), keras3_weights(g))
+        io.write_keras(path, keras3_config(g, outputs, name), keras3_weights(g))
