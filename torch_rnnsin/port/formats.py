@@ -146,7 +146,8 @@ def as_real_array(a: object, what: str) -> np.ndarray:
             raise ValueError(f"{what}: {one_line(e)}") from None
     a = np.asarray(a)
     check_dtype(a.dtype, what)
-    return np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="), copy=False))
+    out = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="), copy=False))
+    return out.reshape(a.shape)  # ascontiguousarray makes a scalar () a (1,)
 
 
 # --- zip archives (.keras, .npz, .pt) ----------------------------------------------------
@@ -525,7 +526,7 @@ def child_run(w: int, fn, args) -> None:
         try:
             limit_memory(2 * MAX_BYTES)
             meta, arrays = fn(*args)
-            arrays = [np.ascontiguousarray(a) for a in arrays]
+            arrays = [np.ascontiguousarray(a).reshape(np.shape(a)) for a in arrays]  # () stays ()
             head = {"ok": meta, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}
         except ValueError as e:
             head, arrays = {"error": one_line(e)}, []
@@ -644,7 +645,17 @@ def h5_config(path: Path) -> tuple[str, list]:
 
 
 # Sub-objects of a layer in get_weights() order; anything else follows, sorted by name.
-CHILD_ORDER = {"cell": 0, "forward_layer": 1, "backward_layer": 2, "layer": 3}
+CHILD_ORDER = {
+    "cell": 0,
+    "forward_layer": 1,
+    "backward_layer": 2,
+    "layer": 3,
+    "query_dense": 4,  # MultiHeadAttention, in its get_weights() order
+    "key_dense": 5,
+    "value_dense": 6,
+    "output_dense": 7,
+}
+MHA_GROUPS = ("query_dense", "key_dense", "value_dense", "output_dense")
 
 
 def keras3_arrays(group, what: str, budget: Budget, depth: int = 0) -> list[np.ndarray]:
@@ -797,8 +808,14 @@ def write_vars(h5, path: str, name: str, arrays: list[np.ndarray]) -> None:
 def write_layer(h5, path: str, layer: dict, arrays: list[np.ndarray], name: str) -> None:
     """One layer's groups exactly where Keras 3 puts them (see ``keras3_arrays``)."""
     cls, cfg = layer["class_name"], layer["config"]
-    wrapper = cls in (*RNN_CLASSES, "Bidirectional", "TimeDistributed")
+    wrapper = cls in (*RNN_CLASSES, "Bidirectional", "TimeDistributed", "MultiHeadAttention")
     write_vars(h5, path, name, [] if wrapper else arrays)  # a wrapper's arrays live below
+    if cls == "MultiHeadAttention":  # kernel (and bias) per dense, in get_weights() order
+        per = len(arrays) // len(MHA_GROUPS)
+        for i, sub in enumerate(MHA_GROUPS):
+            write_vars(h5, f"{path}/{sub}", sub, arrays[i * per : (i + 1) * per])
+        for sub in ("_softmax", "_dropout_layer"):
+            write_vars(h5, f"{path}/{sub}", sub, [])
     if cls in RNN_CLASSES:
         write_vars(h5, f"{path}/cell", f"{to_snake_case(cls)}_cell", arrays)
     elif cls == "Bidirectional":
