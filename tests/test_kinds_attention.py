@@ -160,7 +160,7 @@ def test_attention_mask_argument(keras3, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make, option",
+    ("make", "option"),
     [
         (lambda L: L.MultiHeadAttention(2, 3, attention_axes=(1, 2)), "attention_axes"),
         (lambda L: L.MultiHeadAttention(2, 3, use_gate=True), "use_gate"),
@@ -176,4 +176,6 @@ def test_refused_options(keras3, tmp_path, make, option):
     with pytest.raises(Refused) as e:
         load_keras_model(tmp_path / "m.keras")
     msg = str(e.value)
-    assert "\n" not in msg and option in msg and type(layer).__name__ in msg, msg
+    assert "\n" not in msg, msg
+    assert option in msg, msg
+    assert type(layer).__name__ in msg, msg

@@ -62,7 +62,7 @@ class Attention(Block):
         return self.concat_score_weight * t.sum(-1)
 
     def forward(self, q, v, k=None, mask=None, causal: bool = False):
-        qm, vm = (list(mask) + [None, None])[:2] if mask is not None else (None, None)
+        qm, vm = [*mask, None, None][:2] if mask is not None else (None, None)
         s = self.scores(q, v if k is None else k)  # (B, Tq, Tv)
         keep = None if vm is None else vm.unsqueeze(-2)  # (B, 1, Tv)
         if causal:
