@@ -179,3 +179,43 @@ def test_refused_options(keras3, tmp_path, make, option):
     assert "\n" not in msg, msg
     assert option in msg, msg
     assert type(layer).__name__ in msg, msg
+
+
+def conv_lstm_cases(L):
+    return {
+        "1d-valid": ((T, 7, 2), lambda: L.ConvLSTM1D(3, 3)),
+        "1d-same-seq-dilated": (
+            (T, 7, 2),
+            lambda: L.ConvLSTM1D(3, 3, padding="same", dilation_rate=2, return_sequences=True),
+        ),
+        "1d-nobias-relu": (
+            (T, 5, 2),
+            lambda: L.ConvLSTM1D(
+                2, 2, use_bias=False, activation="relu", recurrent_activation="hard_sigmoid"
+            ),
+        ),
+        "2d-same-seq": (
+            (4, 5, 4, 2),
+            lambda: L.ConvLSTM2D(3, (3, 2), padding="same", return_sequences=True),
+        ),
+        "2d-valid": ((4, 5, 4, 2), lambda: L.ConvLSTM2D(2, 3)),
+    }
+
+
+def conv_lstm_check(mod, tmp_path, case) -> None:
+    shape, make = conv_lstm_cases(mod.layers)[case]
+    inp = mod.Input(shape=shape)
+    x = np.random.default_rng(2).normal(size=(2, *shape)).astype(np.float32)
+    check(mod, tmp_path, inp, make()(inp), x, seed=4)
+
+
+@pytest.mark.parametrize(
+    "case", ["1d-valid", "1d-same-seq-dilated", "1d-nobias-relu", "2d-same-seq", "2d-valid"]
+)
+def test_conv_lstm_keras3(keras3, tmp_path, case):
+    conv_lstm_check(keras3, tmp_path, case)
+
+
+@pytest.mark.parametrize("case", ["1d-same-seq-dilated", "1d-nobias-relu", "2d-valid"])
+def test_conv_lstm_keras2(tfk, tmp_path, case):
+    conv_lstm_check(tfk, tmp_path, case)

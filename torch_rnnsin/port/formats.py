@@ -808,7 +808,8 @@ def write_vars(h5, path: str, name: str, arrays: list[np.ndarray]) -> None:
 def write_layer(h5, path: str, layer: dict, arrays: list[np.ndarray], name: str) -> None:
     """One layer's groups exactly where Keras 3 puts them (see ``keras3_arrays``)."""
     cls, cfg = layer["class_name"], layer["config"]
-    wrapper = cls in (*RNN_CLASSES, "Bidirectional", "TimeDistributed", "MultiHeadAttention")
+    rnn = (*RNN_CLASSES, "ConvLSTM1D", "ConvLSTM2D")
+    wrapper = cls in (*rnn, "Bidirectional", "TimeDistributed", "MultiHeadAttention")
     write_vars(h5, path, name, [] if wrapper else arrays)  # a wrapper's arrays live below
     if cls == "MultiHeadAttention":  # kernel (and bias) per dense, in get_weights() order
         per = len(arrays) // len(MHA_GROUPS)
@@ -816,7 +817,7 @@ def write_layer(h5, path: str, layer: dict, arrays: list[np.ndarray], name: str)
             write_vars(h5, f"{path}/{sub}", sub, arrays[i * per : (i + 1) * per])
         for sub in ("_softmax", "_dropout_layer"):
             write_vars(h5, f"{path}/{sub}", sub, [])
-    if cls in RNN_CLASSES:
+    if cls in rnn:
         write_vars(h5, f"{path}/cell", f"{to_snake_case(cls)}_cell", arrays)
     elif cls == "Bidirectional":
         inner, back = wrapped(cfg, "layer", name), wrapped(cfg, "backward_layer", name, True)
