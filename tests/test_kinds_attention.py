@@ -160,25 +160,41 @@ def test_attention_mask_argument(keras3, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("make", "option"),
+    ("cls", "option", "make"),
     [
-        (lambda L: L.MultiHeadAttention(2, 3, attention_axes=(1, 2)), "attention_axes"),
-        (lambda L: L.MultiHeadAttention(2, 3, use_gate=True), "use_gate"),
-        (lambda L: L.Attention(dtype="float64"), "dtype"),
+        (
+            "MultiHeadAttention",
+            "attention_axes",
+            lambda L, i: L.MultiHeadAttention(2, 3, attention_axes=(1, 2))(i, i),
+        ),
+        (
+            "MultiHeadAttention",
+            "use_gate",
+            lambda L, i: L.MultiHeadAttention(2, 3, use_gate=True)(i, i),
+        ),
+        ("Attention", "dtype", lambda L, i: L.Attention(dtype="float64")([i, i])),
+        (
+            "ConvLSTM1D",
+            "strides",
+            lambda L, i: L.ConvLSTM1D(2, 3, strides=2)(i),
+        ),
+        (
+            "ConvLSTM1D",
+            "go_backwards",
+            lambda L, i: L.ConvLSTM1D(2, 2, go_backwards=True)(i),
+        ),
     ],
 )
-def test_refused_options(keras3, tmp_path, make, option):
-    inp = keras3.Input(shape=(T, F))
-    layer = make(keras3.layers)
-    y = layer(inp, inp) if "MultiHead" in type(layer).__name__ else layer([inp, inp])
-    model = keras3.Model(inp, y)
+def test_refused_options(keras3, tmp_path, cls, option, make):
+    inp = keras3.Input(shape=(T, F, 1) if cls.startswith("ConvLSTM") else (T, F))
+    model = keras3.Model(inp, make(keras3.layers, inp))
     model.save(tmp_path / "m.keras")
     with pytest.raises(Refused) as e:
         load_keras_model(tmp_path / "m.keras")
     msg = str(e.value)
     assert "\n" not in msg, msg
     assert option in msg, msg
-    assert type(layer).__name__ in msg, msg
+    assert cls in msg, msg
 
 
 def conv_lstm_cases(L):
