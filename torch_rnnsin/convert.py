@@ -162,7 +162,9 @@ def _read_keras_file(path: Path) -> list[np.ndarray]:
             arch.write_text(json.dumps(lesson_config()))
             kf = formats.read_keras(path, arch)
         if sorted(kf.weights) != ["RNN", "dense"]:
-            raise ValueError(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
+            raise ValueError(
+                f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}"
+            ) from None
     model = build_model(kf.config, empty=True)  # every layer and option mapped or refused
     check_lesson_model(model)
     load_keras_arrays(model, kf.weights)

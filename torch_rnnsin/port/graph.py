@@ -86,7 +86,7 @@ def _shape(layer: Layer):
         and len(shape) >= 2
         and all(
             d is None or (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_SIZE)
-        for d in shape
+            for d in shape
         )
     )
     if shape is not None and not ok:
@@ -102,7 +102,7 @@ def _input(layer: Layer, tid: Tid) -> Input:
     if shape is None:
         raise layer.fail("has no input shape")
     dtype = _dtype(layer.cfg.get("dtype"))
-    if dtype not in ("float32", "int32", "int64", "bool"):
+    if dtype not in ("float32", "int32", "int64", "bool", "string"):  # strings: see build
         raise layer.refuse("dtype", dtype, "float32, int32, int64 or bool inputs")
     return Input(layer.name, tid, shape[0], tuple(shape[1:]), dtype)
 

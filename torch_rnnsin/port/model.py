@@ -22,6 +22,7 @@ from . import io as files
 from . import tables, trace
 from .graph import Call, Graph, parse
 from .kinds import Block, Spec, build
+from .kinds.base import REFUSED
 
 ARCH_FORMAT = "torch_rnnsin.port"
 TORCH_EXTS = (".pt", ".safetensors")
@@ -212,7 +213,7 @@ class PortedModel(nn.Module):
         """Layer name -> {Keras 3 group path: arrays} (nested models' layers flattened)."""
         out = {}
         for b in self.layers:
-            parts = b.parts()
+            parts = b.write_parts()
             if parts:
                 out[keras_name(b.keras_path)] = {p.sub: tables.torch_to_keras(p) for p in parts}
         return out
@@ -342,6 +343,8 @@ def build_model(
     with torch.device("meta"):
         for c in g.calls:
             ins = [specs[t] for t in c.args]
+            if any(i.dtype == "string" for i in ins):
+                _refuse_strings(c)
             if c.layer.path not in blocks:
                 blocks[c.layer.path] = build(c.layer, ins)
             b = blocks[c.layer.path]
@@ -389,6 +392,11 @@ def _random_fill(model: PortedModel, scale: float = 0.5) -> None:
                         t.requires_grad_(False)
                     else:
                         t.copy_(torch.rand(t.shape, generator=gen) * 2 * scale - scale)
+
+
+def _refuse_strings(c: Call) -> None:
+    why = REFUSED.get(c.layer.cls, "only numbers and booleans flow between torch modules")
+    raise Refused(f"{c.layer.cls} {c.layer.name!r}: takes a string input, not ported ({why})")
 
 
 def _sequential_outputs(g: Graph, blocks: dict[str, Block]) -> None:

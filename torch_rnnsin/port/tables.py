@@ -30,6 +30,7 @@ class Row:
     transpose: bool = False  # 2-D transpose (Keras (In, Out) -> torch (Out, In))
     gates: str = ""  # Keras -> torch gate blocks along torch's rows, e.g. "zrh->rzn"
     part: int | None = None  # row of a stacked Keras array (GRU reset_after bias (2, 3H))
+    flat: bool = False  # with part: the Keras array is the parts concatenated (cuDNN's (8H,))
     zero: bool = False  # torch-only: kept at 0, frozen, added back into the Keras array
     perm: tuple[int, ...] | None = (
         None  # Keras -> torch axis permutation (torch = keras.transpose(perm))
@@ -99,7 +100,11 @@ def keras_shapes(module: nn.Module, rows) -> dict[str, tuple[int, ...]]:
         shapes[r.keras] = shape[::-1] if r.transpose else shape
         if r.part is not None:
             parts[r.keras] = max(parts.get(r.keras, 0), r.part + 1)
-    return {k: ((parts[k], *s) if k in parts else s) for k, s in shapes.items()}
+    flat = {r.keras for r in rows if r.flat}
+    return {
+        k: (((parts[k] * s[0], *s[1:]) if k in flat else (parts[k], *s)) if k in parts else s)
+        for k, s in shapes.items()
+    }
 
 
 def as_float32(where: str, a) -> np.ndarray:
@@ -115,6 +120,19 @@ def as_float32(where: str, a) -> np.ndarray:
         bad = src[~np.isfinite(a)].ravel()[:3].tolist()
         raise Refused(f"{where}: values must be finite float32 numbers, got {bad}")
     return a
+
+
+def _count(rows, keras: str) -> int:
+    return 1 + max(r.part for r in rows if r.keras == keras and r.part is not None)
+
+
+def _part_shape(shape: tuple, r: Row, rows) -> tuple:
+    """The shape of one part of a stacked (or, flat, concatenated) Keras array."""
+    if r.part is None:
+        return shape
+    if r.flat:
+        return (shape[0] // _count(rows, r.keras), *shape[1:])
+    return shape[1:]
 
 
 def check_arrays(part: Part, arrays, where: str) -> dict[str, np.ndarray]:
@@ -144,7 +162,9 @@ def keras_to_torch(part: Part, arrays, where: str) -> None:
                 p.zero_()
                 p.requires_grad_(False)
                 continue
-            a = by_name[r.keras] if r.part is None else by_name[r.keras][r.part]
+            a = by_name[r.keras]
+            if r.part is not None:
+                a = np.split(a, _count(part.rows, r.keras))[r.part] if r.flat else a[r.part]
             t = torch.from_numpy(_to_torch_layout(a, r))
             p.copy_(t.reshape(p.shape))  # torch's copy_ transposes on the fly
 
@@ -160,15 +180,17 @@ def torch_to_keras(part: Part) -> list[np.ndarray]:
             continue
         a = reorder(a, r.gates, inverse=True)
         if r.perm is not None:
-            want = shapes[r.keras][1:] if r.part is not None else shapes[r.keras]
+            want = _part_shape(shapes[r.keras], r, part.rows)
             a = a.reshape(tuple(want[i] for i in r.perm)).transpose(np.argsort(r.perm))
         a = a.T if r.transpose else a
         if r.part is not None:
             stacked.setdefault(r.keras, {})[r.part] = a
         else:
             out[r.keras] = np.ascontiguousarray(a).reshape(a.shape).copy()  # () stays ()
+    flat = {r.keras for r in part.rows if r.flat}
     for name, parts in stacked.items():
-        out[name] = np.stack([parts[i] for i in sorted(parts)])
+        join = np.concatenate if name in flat else np.stack
+        out[name] = join([parts[i] for i in sorted(parts)])
     for r in part.rows:  # Keras's single bias = torch's two
         if r.zero:
             out[r.keras] = out[r.keras] + _tensor(part.module, r.torch).detach().cpu().numpy()
@@ -187,7 +209,7 @@ def describe(part: Part, prefix: str) -> list[str]:
             )
             continue
         k = r.keras + (f"[{r.part}]" if r.part is not None else "")
-        shape = shapes[r.keras][1:] if r.part is not None else shapes[r.keras]
+        shape = _part_shape(shapes[r.keras], r, part.rows)
         how = [
             w
             for w, on in (

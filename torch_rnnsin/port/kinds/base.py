@@ -272,6 +272,11 @@ class Block(nn.Module):
         """The weight tables, in Keras's get_weights() order."""
         return []
 
+    def write_parts(self) -> list[Part]:
+        """The tables of the Keras 3 layer written back (``keras_entry``'s), when it differs
+        from the one read (Keras 2's CuDNNLSTM is written as an LSTM)."""
+        return self.parts()
+
     def keras_entry(self) -> dict:
         """This layer as a Keras 3 layer entry."""
         return entry(self.keras_class, {"name": self.keras_name, **self.config})

@@ -86,6 +86,6 @@ def time_distributed(layer: Layer, inputs: list[Spec]) -> Block:
         raise layer.fail(f"needs a (batch, time, ...) input, got rank {x.rank}")
     inner = layer.sub("layer")
     block = build(inner, [with_shape(x, x.shape[1:])])
-    if len(block.output_specs) != 1 or block.state_sizes:
-        raise layer.refuse("layer", inner.cls, "a layer with one output and no state")
+    if len(block.output_specs) != 1:
+        raise layer.refuse("layer", inner.cls, "a layer with one output (no return_state)")
     return TimeDistributed(layer, block, x)

@@ -99,14 +99,10 @@ class Reduce(Block):
 def reduce(layer: Layer, inputs: list[Spec]) -> Block:
     layer.check({"axis", "keepdims"})
     axis = layer.cfg.get("axis")
-    ok = (
-        isinstance(axis, int)
-        and not isinstance(axis, bool)
-        or (
-            isinstance(axis, list)
-            and axis
-            and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
-        )
+    ok = (isinstance(axis, int) and not isinstance(axis, bool)) or (
+        isinstance(axis, list)
+        and axis
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
     )
     if not ok:
         raise layer.refuse("axis", axis, "an axis or a list of axes")

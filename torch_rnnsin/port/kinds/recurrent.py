@@ -105,6 +105,18 @@ class OwnRNN(nn.Module):
         return torch.stack(outs, dim=1), hn
 
 
+def cudnn_rows(kind: str) -> tuple[Row, ...]:
+    """Keras 2's CuDNNLSTM / CuDNNGRU: torch's own layout, both biases in one flat array
+    (input biases, then recurrent ones); GRU columns z, r, h."""
+    gates = "zrh->rzn" if kind == "GRU" else ""
+    return (
+        Row("kernel", "weight_ih_l0", transpose=True, gates=gates),
+        Row("recurrent_kernel", "weight_hh_l0", transpose=True, gates=gates),
+        Row("bias", "bias_ih_l0", gates=gates, part=0, flat=True),
+        Row("bias", "bias_hh_l0", gates=gates, part=1, flat=True),
+    )
+
+
 def rnn_rows(kind: str, use_bias: bool, reset_after: bool, own: bool) -> tuple[Row, ...]:
     gates = "zrh->rzn" if kind == "GRU" else ""
     rows = [
@@ -357,6 +369,38 @@ def recurrent_layer(layer: Layer, inputs: list[Spec]) -> Recurrent:
 
 
 kind("SimpleRNN", "LSTM", "GRU")(recurrent_layer)
+
+
+class CuDNN(Recurrent):
+    """Keras 2's CuDNNLSTM / CuDNNGRU: exactly nn.LSTM / nn.GRU (two biases, GRU reset
+    after); written back as Keras 3's LSTM (biases summed) / GRU(reset_after=True)."""
+
+    def parts(self) -> list[Part]:
+        return [Part("cell", self.rnn, cudnn_rows(self.kind))]
+
+    def write_parts(self) -> list[Part]:
+        self.rnn.bias_hh_l0.requires_grad_(True)
+        return [Part("cell", self.rnn, self.cells[0].rows())]
+
+    def keras_entry(self) -> dict:
+        e = super().keras_entry()
+        return {**e, "class_name": self.kind}
+
+
+@kind("CuDNNLSTM", "CuDNNGRU")
+def cudnn_layer(layer: Layer, inputs: list[Spec]) -> Recurrent:
+    x = time_input(layer, inputs)
+    layer.check({"units", "return_sequences", "return_state", "go_backwards", "stateful"})
+    k = layer.cls[len("CuDNN") :]
+    o = {"units": layer.option("units", kind=int), "activation": "tanh", "use_bias": True}
+    o["recurrent_activation"] = "sigmoid"
+    if k == "GRU":
+        o["reset_after"] = True
+    cell = Cell(k, o, x.shape[-1], layer.keras)
+    if k == "LSTM":  # both biases are real here
+        cell.rnn.bias_hh_l0.requires_grad_(True)
+    flags = rnn_flags(layer) | {"zero_output_for_mask": False}
+    return CuDNN(layer, [cell], flags, None, x)
 
 
 @kind("RNN")
