@@ -172,6 +172,8 @@ def _node(node, layer: Layer, names: set[str]) -> tuple[list, dict]:
                 raise layer.fail(f"called with a non-tensor argument {str(v)[:60]}")
 
         positional = args[:1] if layer.cls not in ("MultiHeadAttention",) else args
+        if layer.cls == "MultiHeadAttention":
+            positional = args = _by_name(args, kwargs)
         for a in positional:
             walk(a)
         for i, a in enumerate(args[len(positional) :], start=len(positional)):
@@ -191,8 +193,20 @@ def _node(node, layer: Layer, names: set[str]) -> tuple[list, dict]:
                         kwargs[k] = [("ref", (w[0], int(w[1]), int(w[2]))) for w in v]
                     else:
                         kwargs[k] = v
+        if layer.cls == "MultiHeadAttention":
+            flat = [r[1] for r in _by_name([("ref", t) for t in flat], kwargs)]
         return flat, kwargs
     raise layer.fail(f"unreadable inbound node {str(node)[:80]}")
+
+
+def _by_name(args: list, kwargs: dict) -> list:
+    """MultiHeadAttention's query, value, key given by name, as positional arguments."""
+    args = list(args)
+    for k in ("query", "value", "key")[len(args) :]:
+        if k not in kwargs:
+            break
+        args.append(kwargs.pop(k))
+    return args
 
 
 class _Scope:

@@ -86,7 +86,7 @@ class PortedModel(nn.Module):
     def _why_not(self, c: Call) -> str | None:
         b = self.block(c)
         if not b.streamable:
-            return (
+            return getattr(b, "not_streamable", None) or (
                 "it reads the whole sequence backwards"
                 if b.keras_class == "Bidirectional"
                 else "go_backwards=True reads the sequence from its end"

@@ -166,7 +166,7 @@ def torch_to_keras(part: Part) -> list[np.ndarray]:
         if r.part is not None:
             stacked.setdefault(r.keras, {})[r.part] = a
         else:
-            out[r.keras] = np.ascontiguousarray(a).copy()
+            out[r.keras] = np.ascontiguousarray(a).reshape(a.shape).copy()  # () stays ()
     for name, parts in stacked.items():
         out[name] = np.stack([parts[i] for i in sorted(parts)])
     for r in part.rows:  # Keras's single bias = torch's two

@@ -6,9 +6,11 @@ Adding a kind = one module here (imported below) and its tests; nothing else cha
 # Each module registers its classes when imported.
 from . import activation_layers as activation_layers
 from . import activations as activations
+from . import attention as attention
 from . import bidirectional as bidirectional
 from . import conv as conv
 from . import conv_other as conv_other
+from . import convlstm as convlstm
 from . import core as core
 from . import dense as dense
 from . import merge as merge
