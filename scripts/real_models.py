@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
+import tensorflow as tf
 import tf_keras
 import torch
 
@@ -705,7 +706,8 @@ def make_inputs(m, hints: dict, rng) -> list[np.ndarray]:
                 x[r, : int(rng.integers(2, shape[1] + 1))] = True
             xs.append(x)
         elif hint and hint[0] == "text":
-            xs.append(np.array([["the cat ran"], ["a dog sat on the mat"], ["park"]], object)[:b])
+            words = [["the cat ran"], ["a dog sat on the mat"], ["park"]][:b]
+            xs.append(tf.constant(words))  # Keras's predict takes strings as a tf tensor
         elif hint and hint[0] == "masked":  # trailing all-zero steps (Masking's mask_value)
             x = rng.uniform(-1, 1, size=shape).astype("float32")
             for r in range(b):
@@ -716,7 +718,9 @@ def make_inputs(m, hints: dict, rng) -> list[np.ndarray]:
     return xs
 
 
-def to_torch(x: np.ndarray) -> torch.Tensor:
+def to_torch(x) -> torch.Tensor:
+    if isinstance(x, tf.Tensor):
+        raise TypeError("a string input has no torch tensor: the porter should have refused")
     if x.dtype.kind in "iu":
         return torch.from_numpy(x.astype(np.int64))
     return torch.from_numpy(x)
