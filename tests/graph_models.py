@@ -139,6 +139,13 @@ def cases(K, api: str, rng) -> dict:
         K.Model(x, [L.Concatenate()([inner(x), x]), L.Add()([inner(x), inner(x)])]),
         [xf],
     )
+    # hierarchical RNN (Keras 2 examples/mnist_hierarchical_rnn): an LSTM over rows, per frame
+    x = K.Input((3, T, 2))
+    h = L.TimeDistributed(L.LSTM(4))(x)
+    out["hierarchical_td_lstm"] = (
+        K.Model(x, L.LSTM(3)(h)),
+        [rng.normal(size=(B, 3, T, 2)).astype("float32")],
+    )
     if api == "k2":  # Keras 2 files people have: stateful fixed batch, float token ids
         m = K.Sequential([L.SimpleRNN(3, stateful=True, batch_input_shape=(B, T, 3)), L.Dense(1)])
         out["stateful_fixed_batch"] = (m, [xf])
@@ -154,6 +161,27 @@ def cases(K, api: str, rng) -> dict:
 
 
 SHARING = ("seq2seq_encoder", "seq2seq_decoder")  # their layers are the training model's
+
+
+def cudnn(K, rng, out: Path) -> tuple[list, list]:
+    """Keras 2's CuDNNLSTM + CuDNNGRU saved as Keras wrote them; their predictions from Keras's
+    own CPU equivalent (LSTM with the two biases summed, GRU(reset_after=True) with them
+    stacked), which Keras documents and converts to itself, since cuDNN needs a GPU."""
+    from tf_keras.src.layers.rnn.cudnn_gru import CuDNNGRU
+    from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+
+    L, H = K.layers, 4
+    x = K.Input((T, 3))
+    m = K.Model(x, CuDNNGRU(H)(CuDNNLSTM(H, return_sequences=True)(x)))
+    w = [rng.uniform(-0.8, 0.8, a.shape).astype("float32") for a in m.get_weights()]
+    m.set_weights(w)
+    m.save(out / "k2_cudnn.h5")
+    twin = K.Model(x, L.GRU(H, reset_after=True)(L.LSTM(H, return_sequences=True)(x)))
+    twin.set_weights(
+        [w[0], w[1], w[2][: 4 * H] + w[2][4 * H :], w[3], w[4], w[5].reshape(2, 3 * H)]
+    )
+    xs = [rng.normal(size=(B, T, 3)).astype("float32")]
+    return xs, as_list(twin.predict(xs[0], verbose=0))
 
 
 def randomize(model, rng) -> None:
@@ -189,6 +217,9 @@ def build(out: Path) -> None:
             }
             np.savez(out / f"{api}_{name}.npz", **arrays)
             manifest[f"{api}_{name}"] = {"files": files, "inputs": len(xs), "outputs": len(want)}
+    xs, want = cudnn(tf_keras, np.random.default_rng(3), out)
+    np.savez(out / "k2_cudnn.npz", x0=xs[0], y0=want[0])
+    manifest["k2_cudnn"] = {"files": ["k2_cudnn.h5"], "inputs": 1, "outputs": 1}
     (out / "cases.json").write_text(json.dumps(manifest, indent=1))
 
 

@@ -52,20 +52,11 @@ def _cases() -> list[str]:
     k = ["emb_mask_SimpleRNN_pre", "emb_mask_LSTM_post", "emb_mask_GRU_holes"]
     for kind in ("SimpleRNN", "LSTM", "GRU"):
         k += [f"masking_{kind}", f"state_between_{kind}"]
-    k += [
-        "seq2seq_train",
-        "seq2seq_encoder",
-        "seq2seq_decoder",
-        "text_classifier",
-        "babi_two_inputs",
-    ]
-    k += ["video_bool_mask", "relu_hard_sigmoid", "elu_selu_reset_before", "rnn_cells", "merges"]
-    k += ["shared_layer", "nested"]
-    return (
-        [f"k3_{n}" for n in k]
-        + [f"k2_{n}" for n in k]
-        + ["k2_stateful_fixed_batch", "k2_float_ids_masks_merged"]
-    )
+    k += ["seq2seq_train", "seq2seq_encoder", "seq2seq_decoder", "text_classifier"]
+    k += ["babi_two_inputs", "video_bool_mask", "relu_hard_sigmoid", "elu_selu_reset_before"]
+    k += ["rnn_cells", "merges", "shared_layer", "nested", "hierarchical_td_lstm"]
+    k2 = ["k2_stateful_fixed_batch", "k2_float_ids_masks_merged", "k2_cudnn"]
+    return [f"k3_{n}" for n in k] + [f"k2_{n}" for n in k] + k2
 
 
 CASES = _cases()
@@ -136,7 +127,7 @@ def written_back(built, tmp_path_factory) -> Path:
 KERAS2_HARD_SIGMOID = ("k2_relu_hard_sigmoid", "k2_elu_selu_reset_before")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c not in KERAS2_HARD_SIGMOID])
+@pytest.mark.parametrize("case", [c for c in CASES if c not in KERAS2_HARD_SIGMOID])  # + cudnn
 def test_written_back_keras_predicts_the_same(written_back, case):
     _, want = _io(written_back, case)
     for err in (written_back / f"{case}.error", written_back / f"{case}.out.error"):
@@ -179,3 +170,18 @@ def test_stateful_model_keeps_its_fixed_batch(built):
     assert model.inputs[0].shape[0] == 4
     with pytest.raises(ValueError, match=r"input .*: expected a tensor of shape \(4, 6, 3\)"):
         model(torch.zeros(3, 6, 3))
+
+
+def test_string_inputs_refused_naming_the_layer(keras3, tmp_path):
+    """A TextVectorization inside the model: refused naming it, not the InputLayer."""
+    L = keras3.layers
+    x = keras3.Input((1,), dtype="string")
+    vec = L.TextVectorization(max_tokens=20, output_sequence_length=5)
+    vec.adapt(["a b c", "b c d"])
+    h = L.LSTM(2)(L.Embedding(20, 3)(vec(x)))
+    keras3.Model(x, h).save(tmp_path / "text.keras")
+    with pytest.raises(
+        ValueError,
+        match=r"TextVectorization 'text_vectorization.*': takes a string input, not ported \(string preprocessing",
+    ):
+        load_keras_model(tmp_path / "text.keras")
