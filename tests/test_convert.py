@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from torch_rnnsin.convert import (
+from torch_rnnsin.lesson.convert import (
     keras_shapes,
     keras_to_torch,
     lesson_config,
@@ -20,7 +20,7 @@ from torch_rnnsin.convert import (
     save_keras_weights,
     torch_to_keras,
 )
-from torch_rnnsin.model import SinRNN
+from torch_rnnsin.lesson.model import SinRNN
 
 
 @pytest.mark.parametrize("hidden", [1, 3])

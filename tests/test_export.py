@@ -14,17 +14,14 @@ import torch
 from conftest import IN_CI, random_keras_weights
 from torch import nn
 
-from torch_rnnsin.convert import keras_to_torch, save_keras_weights
-from torch_rnnsin.data import sine_wave, split_series
-from torch_rnnsin.export import (
-    OnnxMissingError,
-    add_export_arguments,
-    export_onnx,
-    require_onnx,
-    run_export,
-)
+from torch_rnnsin.commands.export import add_arguments as add_export_arguments
+from torch_rnnsin.commands.export import run as run_export
+from torch_rnnsin.common.errors import Refused
+from torch_rnnsin.export.onnx import OnnxMissingError, export_onnx, require_onnx
+from torch_rnnsin.lesson.convert import keras_to_torch, save_keras_weights
+from torch_rnnsin.lesson.data import sine_wave, split_series
+from torch_rnnsin.lesson.predict import predict_stateful
 from torch_rnnsin.port.modules import GRUResetBefore
-from torch_rnnsin.predict import predict_stateful
 
 TOL = 1e-5
 
@@ -331,7 +328,7 @@ def test_refuses_what_it_cannot_export(lesson, tmp_path):
 
 
 def test_callers_model_untouched_and_a_disagreeing_graph_never_written(tmp_path, monkeypatch, ort):
-    import torch_rnnsin.export as export
+    import torch_rnnsin.export.onnx as export
 
     model = STANDINS["gru_reset_before_stack"]().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -350,7 +347,7 @@ def test_missing_onnx_is_one_line_naming_the_extra(missing, monkeypatch):
     monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
     with pytest.raises(OnnxMissingError) as e:
         require_onnx()
-    assert isinstance(e.value, ValueError)  # the CLI's one-line exit 2
+    assert isinstance(e.value, Refused)  # the CLI's one-line exit 2
     assert f"'{missing}'" in str(e.value)
     assert "'onnx' extra" in str(e.value)
     assert "\n" not in str(e.value)

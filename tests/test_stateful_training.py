@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import random_keras_weights, run_cli
 
-from torch_rnnsin.convert import keras_to_torch, load_keras_weights, torch_to_keras
-from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.study import trainer
-from torch_rnnsin.study.groups import init_weights
-from torch_rnnsin.training import stateful_epoch, stateless_epoch
+from torch_rnnsin.lesson.convert import keras_to_torch, load_keras_weights, torch_to_keras
+from torch_rnnsin.lesson.data import make_stream_chunks, make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.study import trainer
+from torch_rnnsin.lesson.study.groups import init_weights
+from torch_rnnsin.lesson.training import stateful_epoch, stateless_epoch
 
 
 def _train(noise=0.0, seed=0, cycles=100):

@@ -23,9 +23,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from .port import layers as L
+from ..common.atomic import atomic_path
+from ..common.errors import Refused, one_line
+from ..port import formats
+from ..port import layers as L
+from ..port.model import build_model
+from .model import SinRNN
 
 KERAS_NAMES = ("RNN kernel", "RNN recurrent_kernel", "RNN bias", "Dense kernel", "Dense bias")
 RNN_TABLE = L.rnn_table("SimpleRNN", use_bias=True)
@@ -47,32 +53,30 @@ def check_keras_weights(
     beyond float32's range would become inf), are refused.
     """
     if len(weights) != 5:
-        raise ValueError(
+        raise Refused(
             f"expected 5 arrays in Keras order ({', '.join(KERAS_NAMES)}), got {len(weights)}"
         )
     arrays = [L.as_float32(name, w) for name, w in zip(KERAS_NAMES, weights, strict=True)]
     if arrays[0].ndim != 2:
-        raise ValueError(
+        raise Refused(
             f"{KERAS_NAMES[0]}: expected a 2-D array (input, hidden), got shape {arrays[0].shape}"
         )
     F, H = arrays[0].shape
     if F != 1 or H < 1:
-        raise ValueError(f"{KERAS_NAMES[0]}: expected shape (1, hidden), got {arrays[0].shape}")
+        raise Refused(f"{KERAS_NAMES[0]}: expected shape (1, hidden), got {arrays[0].shape}")
     if hidden_size is not None and hidden_size != H:
-        raise ValueError(
+        raise Refused(
             f"{KERAS_NAMES[0]}: the weights have hidden size {H}, expected hidden size "
             f"{hidden_size} (shape (1, {hidden_size}), got {arrays[0].shape})"
         )
     for name, a, shape in zip(KERAS_NAMES, arrays, keras_shapes(H, F), strict=True):
         if a.shape != shape:
-            raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+            raise Refused(f"{name}: expected shape {shape}, got {a.shape}")
     return arrays
 
 
 def keras_to_torch(weights: Sequence[np.ndarray], model=None):
     """A ``SinRNN`` holding the five Keras arrays (or ``model``, filled in place)."""
-    from .model import SinRNN
-
     arrays = check_keras_weights(weights)
     if model is None:
         model = SinRNN(hidden_size=arrays[0].shape[1])
@@ -123,40 +127,37 @@ def check_lesson_model(model) -> None:
     """Refuse a ported model that is not exactly the lesson's, naming what differs."""
     classes = [b.keras_class for b in model.layers]
     if classes != ["SimpleRNN", "Dense"]:
-        raise ValueError(f"not a SimpleRNN + Dense model: found layers {classes}; {OTHER}")
+        raise Refused(f"not a SimpleRNN + Dense model: found layers {classes}; {OTHER}")
     for b in model.layers:
         for key, want in LESSON[b.keras_class].items():
             if b.options[key] != want:
-                raise ValueError(
+                raise Refused(
                     f"{b.keras_class} {b.keras_name!r}: {key}={b.options[key]!r} — the lesson "
                     f"model has {key}={want!r}; {OTHER}"
                 )
     if model.input_shape[-1] != 1:
         rnn = model.layers[0]
-        raise ValueError(
+        raise Refused(
             f"SimpleRNN {rnn.keras_name!r}: {model.input_shape[-1]} input features — the lesson "
             f"model has 1; {OTHER}"
         )
 
 
 def _read_keras_file(path: Path) -> list[np.ndarray]:
-    from .port import formats
-    from .port.model import build_model
-
     if path.name.lower().endswith(".weights.h5"):  # no architecture inside: the lesson's
         with tempfile.TemporaryDirectory() as d:
             arch = Path(d) / "lesson.json"
             arch.write_text(json.dumps(lesson_config()))
             kf = formats.read_keras(path, arch)
         if sorted(kf.weights) != ["RNN", "dense"]:
-            raise ValueError(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
+            raise Refused(f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}")
         return kf.weights["RNN"] + kf.weights["dense"]
     kf = formats.read_keras(path)
     model = build_model(kf.config)  # every layer and option mapped or refused
     check_lesson_model(model)
     rnn, dense = (b.keras_name for b in model.layers)
     if rnn not in kf.weights or dense not in kf.weights:
-        raise ValueError(f"no weights for {rnn!r} and {dense!r} (found {sorted(kf.weights)})")
+        raise Refused(f"no weights for {rnn!r} and {dense!r} (found {sorted(kf.weights)})")
     return kf.weights[rnn] + kf.weights[dense]
 
 
@@ -167,33 +168,24 @@ def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
     ``.npz`` holds ``np.savez(path, *arrays)`` (``arr_0`` .. ``arr_4``); it is
     read with ``allow_pickle=False``.
     """
-    from .port import formats
-
     path = Path(path)
     name = path.name.lower()
-    if name.endswith(".npz"):
-        arrays = formats.read_npz(path)
-    elif name.endswith((".keras", ".h5")):
-        if not path.exists():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        try:
-            arrays = _read_keras_file(path)
-        except ValueError as e:
-            msg = str(e)
-            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    else:
-        raise ValueError(f"{path}: unknown weights format; use .weights.h5, .keras, .h5 or .npz")
+    if not name.endswith((".npz", ".keras", ".h5")):
+        raise Refused(f"{path}: unknown weights format; use .weights.h5, .keras, .h5 or .npz")
+    if not name.endswith(".npz") and not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    # ValueError: the porter's refusals, until it raises Refused
     try:
+        arrays = formats.read_npz(path) if name.endswith(".npz") else _read_keras_file(path)
         return check_keras_weights(arrays)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        msg = one_line(e)
+        raise Refused(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
 
 def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -> None:
     """Write ``.weights.h5`` (Keras 3 layout of the lesson's model, which
     ``model.load_weights`` accepts) or ``.npz``; atomically (temp file + rename)."""
-    from .atomic import atomic_path
-
     arrays = check_keras_weights(weights)
     path = Path(path)
     if path.name.endswith(".npz"):
@@ -201,8 +193,7 @@ def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -
             np.savez(f, *arrays)
         return
     if not path.name.endswith(".weights.h5"):
-        raise ValueError(f"{path}: save as .weights.h5 or .npz")
-    import h5py
+        raise Refused(f"{path}: save as .weights.h5 or .npz")
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_group("vars").attrs["name"] = "functional"

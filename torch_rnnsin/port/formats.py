@@ -849,7 +849,7 @@ def write_keras(
 ) -> None:
     """Write ``.keras`` (metadata.json, config.json, model.weights.h5, as Keras 3 does) or a
     Keras 3 ``.weights.h5``, atomically."""
-    from ..atomic import atomic_path
+    from ..common.atomic import atomic_path
 
     path = Path(path)
     name = path.name.lower()
@@ -926,7 +926,7 @@ def read_torch_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
 def write_torch_file(path: str | os.PathLike, state_dict: dict, arch: dict) -> None:
     """Write ``.safetensors`` or ``.pt`` (loadable with ``torch.load(weights_only=True)``),
     atomically; ``arch`` must be JSON-able."""
-    from ..atomic import atomic_path
+    from ..common.atomic import atomic_path
 
     path = Path(path)
     name = path.name.lower()
