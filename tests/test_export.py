@@ -66,24 +66,6 @@ def lesson(tmp_path_factory, ort):
     return model, path
 
 
-def test_lesson_streaming_one_point_at_a_time_equals_predict_stateful(lesson, ort):
-    model, path = lesson
-    _, test = split_series(sine_wave(10, 60)["sin_t"].to_numpy())
-    test = test.astype(np.float32)
-    expected, expected_hidden = predict_stateful(model, test)
-    # The README's streaming example.
-    sess = session(ort, path)
-    state = np.zeros((1, 3), np.float32)  # a fresh start
-    pred, hidden = [test[0]], [state[0]]
-    for value in test[:-1]:
-        y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
-        pred.append(y[0, 0])
-        hidden.append(state[0])
-    assert len(pred) == len(test) > 100
-    assert np.max(np.abs(np.array(pred) - expected)) <= TOL
-    assert np.max(np.abs(np.array(hidden) - expected_hidden)) <= TOL
-
-
 def test_readme_streaming_example_runs_and_equals_predict_stateful(ort, tmp_path, monkeypatch):
     """The README's loop, run as written on the lesson's test series."""
     from conftest import ROOT
@@ -97,9 +79,10 @@ def test_readme_streaming_example_runs_and_equals_predict_stateful(ort, tmp_path
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
-    expected, _ = predict_stateful(model, scope["test"])
+    expected, expected_hidden = predict_stateful(model, scope["test"])
     assert len(scope["pred"]) == len(expected) == 1251
     assert np.max(np.abs(np.array(scope["pred"], np.float32) - expected)) <= TOL
+    assert np.max(np.abs(scope["state"][0] - expected_hidden[-1])) <= TOL  # the state carried
 
 
 def test_lesson_graph_inputs_outputs_and_metadata(lesson):

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import IN_CI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torch_rnnsin.port.formats import read_keras, read_npz, read_torch_file, write_torch_file
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 K3 = """
 import sys, keras

@@ -74,8 +74,9 @@ def test_weights_h5_written_by_torch_loads_in_keras(kr, tmp_path):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("kind", ["weights.h5", "keras"])
+@pytest.mark.parametrize("kind", ["weights.h5", "keras", "h5"])
 def test_keras_files_load_in_torch(kr, tmp_path, kind):
+    """The lesson's files as Keras 3 writes them (save_weights, save, legacy .h5 save)."""
     km = kr.define_model(2, hidden=3)
     km.set_weights(random_keras_weights(3, seed=4))
     path = tmp_path / f"m.{kind}"

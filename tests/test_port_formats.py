@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import IN_CI
 
 from torch_rnnsin.port.formats import (
     MAX_BYTES,
@@ -29,7 +30,6 @@ from torch_rnnsin.port.formats import (
     write_torch_file,
 )
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CASES = ("srnn", "stack", "bidi", "td", "gru_rb")
 
 
@@ -79,17 +79,6 @@ def build_k2(out: Path) -> None:
             arrays.update({f"{name}|{n}|{j}": w for j, w in enumerate(ws)})
     np.savez(out / "k2_weights.npz", **arrays)
     (out / "k2_names.json").write_text(json.dumps(names))
-
-
-@pytest.fixture(scope="session")
-def keras3():
-    try:
-        import keras
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and Keras 3 cannot be imported: {e}")
-        pytest.skip(f"Keras 3 not installed ({e})")
-    return keras
 
 
 @pytest.fixture(scope="session")
