@@ -20,9 +20,8 @@ REPORT = "error: this is a bug in torch_rnnsin, not your input; please report it
 
 
 def fail(message: str, code: int = 2) -> int:
-    """One line on stderr; the exit status."""
-    first = message.strip().splitlines()[0] if message.strip() else "failed"
-    sys.stderr.write(f"error: {first}\n")
+    """``message`` (one line) on stderr; the exit status."""
+    sys.stderr.write(f"error: {message}\n")
     return code
 
 
