@@ -42,7 +42,7 @@ def _early_stopping_run(members, stop):
     model = trainer.ModelBatch([init_weights(s, 1) for s, _ in members])
 
     def epoch(batch, lr, rows):
-        return trainer.stateless_epoch(batch, X[rows], y[rows], 64, lr)
+        return trainer.batch_stateless_epoch(batch, X[rows], y[rows], 64, lr)
 
     def val_loss(batch, rows):
         return trainer.windows_loss(batch, Xv[rows], yv[rows])

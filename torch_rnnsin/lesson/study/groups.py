@@ -94,7 +94,7 @@ def train_group(
             perms = {s: torch.randperm(N, generator=g) for s, g in gens.items()}
             order = torch.stack([perms[int(s)] for s in seeds[rows]])  # (m, N)
             Xe, ye = X[rows[:, None], order], y[rows[:, None], order]  # shuffled, (m, N, L)
-            return trainer.stateless_epoch(batch, Xe, ye, cfg.batch_size, lr)
+            return trainer.batch_stateless_epoch(batch, Xe, ye, cfg.batch_size, lr)
 
         def val_loss(batch, rows):
             return trainer.windows_loss(batch, Xv[rows], yv[rows])
@@ -111,7 +111,7 @@ def train_group(
         spread = [_targets_spread(t, fit) for (_, t), (fit, _, _) in zip(ch, parts, strict=True)]
 
         def epoch(batch, lr, rows):
-            return trainer.stateful_epoch(batch, X[rows], y[rows], every, lr)
+            return trainer.batch_stateful_epoch(batch, X[rows], y[rows], every, lr)
 
         def val_loss(batch, rows):
             return trainer.chunks_loss(batch, Xv[rows], yv[rows], every)

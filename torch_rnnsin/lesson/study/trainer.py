@@ -79,7 +79,7 @@ class ModelBatch:
         return loss, h
 
 
-def stateless_epoch(
+def batch_stateless_epoch(
     model: ModelBatch,
     X: torch.Tensor,
     y: torch.Tensor,
@@ -101,7 +101,7 @@ def stateless_epoch(
     return total / N
 
 
-def stateful_epoch(
+def batch_stateful_epoch(
     model: ModelBatch, X: torch.Tensor, y: torch.Tensor, every_step: bool, lr: torch.Tensor
 ) -> torch.Tensor:
     """X (M, K, B, L); y (M, K, B, 1), or (M, K, B, L) with ``every_step``. The state
