@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PIP) torch
-	$(PIP) -e '.[keras,onnx,safetensors,notebook,dev]'
+	$(PIP) -e '.[lesson,keras,onnx,safetensors,notebook,dev]'
 	$(PIP) --no-deps tf-keras
 	touch $(STAMP)
 

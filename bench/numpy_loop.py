@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.data import make_windows, wave_parts
-from torch_rnnsin.numpy_ref import train_numpy
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.data import make_windows, wave_parts
+from torch_rnnsin.lesson.numpy_ref import train_numpy
 
 
 def main() -> None:

@@ -10,11 +10,11 @@ import time
 
 import torch
 
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.data import make_windows, wave_parts
-from torch_rnnsin.model import SinRNN
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.training import GRADS, mse, stateless_epoch
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.data import make_windows, wave_parts
+from torch_rnnsin.lesson.model import SinRNN
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.training import GRADS, mse, stateless_epoch
 
 
 def train(

@@ -28,9 +28,9 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from torch_rnnsin.data import sine_wave, split_series
-    from torch_rnnsin.model import SinRNN
-    from torch_rnnsin.predict import predict_stateful, predict_stateless
+    from torch_rnnsin.lesson.data import sine_wave, split_series
+    from torch_rnnsin.lesson.model import SinRNN
+    from torch_rnnsin.lesson.predict import predict_stateful, predict_stateless
 
     torch.set_num_threads(1)
     _, test = split_series(sine_wave()["sin_t"].to_numpy())

@@ -30,14 +30,14 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from torch_rnnsin.config import TrainConfig
-    from torch_rnnsin.convert import keras_to_torch, torch_to_keras
-    from torch_rnnsin.data import make_windows, wave_parts
-    from torch_rnnsin.model import SinRNN
-    from torch_rnnsin.numpy_ref import train_numpy
-    from torch_rnnsin.optim import KerasRMSprop
-    from torch_rnnsin.study.trainer import ModelBatch
-    from torch_rnnsin.training import train_step
+    from torch_rnnsin.lesson.config import TrainConfig
+    from torch_rnnsin.lesson.convert import keras_to_torch, torch_to_keras
+    from torch_rnnsin.lesson.data import make_windows, wave_parts
+    from torch_rnnsin.lesson.model import SinRNN
+    from torch_rnnsin.lesson.numpy_ref import train_numpy
+    from torch_rnnsin.lesson.optim import KerasRMSprop
+    from torch_rnnsin.lesson.study.trainer import ModelBatch
+    from torch_rnnsin.lesson.training import train_step
 
     torch.set_num_threads(1)
     cfg = TrainConfig()

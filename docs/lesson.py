@@ -42,20 +42,20 @@ import pandas as pd
 import torch
 from IPython.display import Image, Markdown, display
 
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.convert import (
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.convert import (
     keras_to_torch,
     load_keras_weights,
     save_keras_weights,
     torch_to_keras,
 )
-from torch_rnnsin.data import make_windows, sine_wave, split_series
-from torch_rnnsin.datamodule import SineDataModule
-from torch_rnnsin.lit_module import SinRNNModule
-from torch_rnnsin.metrics import prediction_mse
-from torch_rnnsin.model import SinRNN
-from torch_rnnsin.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
-from torch_rnnsin.predict import predict_stateful, predict_stateless
+from torch_rnnsin.lesson.data import make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.lightning.datamodule import SineDataModule
+from torch_rnnsin.lesson.lightning.lit_module import SinRNNModule
+from torch_rnnsin.lesson.metrics import prediction_mse
+from torch_rnnsin.lesson.model import SinRNN
+from torch_rnnsin.lesson.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+from torch_rnnsin.lesson.predict import predict_stateful, predict_stateless
 
 torch.set_num_threads(1)  # at 5 weights, one thread is the fastest (and reproducible)
 plt.rcParams.update({"figure.figsize": (10, 3.2), "figure.dpi": 90, "axes.grid": True})

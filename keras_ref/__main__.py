@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from torch_rnnsin.args import OneLineParser, add_config_args, config_from
-from torch_rnnsin.atomic import atomic_path, write_json
-from torch_rnnsin.config import validate
-from torch_rnnsin.data import make_stream_chunks, make_windows, wave_parts
-from torch_rnnsin.metrics import prediction_mse
+from torch_rnnsin.common.args import OneLineParser
+from torch_rnnsin.common.atomic import atomic_path, write_json
+from torch_rnnsin.lesson.config import validate
+from torch_rnnsin.lesson.data import make_stream_chunks, make_windows, wave_parts
+from torch_rnnsin.lesson.flags import add_config_args, config_from
+from torch_rnnsin.lesson.metrics import prediction_mse
 
 
 def parser() -> OneLineParser:
@@ -36,7 +37,7 @@ def parser() -> OneLineParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cfg = config_from(args, accelerator="cpu")
-    from torch_rnnsin.convert import load_keras_weights
+    from torch_rnnsin.lesson.convert import load_keras_weights
 
     try:
         validate(cfg)

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up chatter
 import keras
 import numpy as np
 
-from torch_rnnsin.config import TrainConfig
+from torch_rnnsin.lesson.config import TrainConfig
 
 DEFAULT = TrainConfig()  # the lesson's reference run: every default below comes from it
 
@@ -97,7 +97,7 @@ def train_stateful(
     verbose: int = 0,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """``stateful=True`` training (truncated BPTT) on chunks from
-    ``torch_rnnsin.data.make_stream_chunks``: X (K, B, L, 1), y (K, B, 1) or
+    ``torch_rnnsin.lesson.data.make_stream_chunks``: X (K, B, L, 1), y (K, B, 1) or
     (K, B, L, 1). Batch k is chunk k of every stream; the state is carried
     between batches, reset at the start of every epoch; never shuffled."""
     if seed is not None:

@@ -23,8 +23,8 @@ echo "== 1. GPU parity tests"
 echo "== 2. 100 epochs, --no-shuffle, cuda vs cpu from the same init"
 "$PY" -c "
 import numpy as np, torch
-from torch_rnnsin.model import SinRNN
-from torch_rnnsin.convert import torch_to_keras
+from torch_rnnsin.lesson.model import SinRNN
+from torch_rnnsin.lesson.convert import torch_to_keras
 torch.manual_seed(0)
 np.savez('$OUT/init.npz', *torch_to_keras(SinRNN(1)))"
 for acc in gpu cpu; do
@@ -33,7 +33,7 @@ for acc in gpu cpu; do
 done
 "$PY" -c "
 import numpy as np
-from torch_rnnsin.convert import load_keras_weights
+from torch_rnnsin.lesson.convert import load_keras_weights
 a = load_keras_weights('$OUT/gpu/keras_weights.npz'); b = load_keras_weights('$OUT/cpu/keras_weights.npz')
 d = max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 print(f'max |cuda - cpu| weight difference after 100 epochs: {d:.2e}')

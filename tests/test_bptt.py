@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import random_keras_weights
 
-from torch_rnnsin.bptt import loss_and_grads
-from torch_rnnsin.convert import keras_to_torch, torch_to_keras
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.training import train_step
+from torch_rnnsin.lesson.bptt import loss_and_grads
+from torch_rnnsin.lesson.convert import keras_to_torch, torch_to_keras
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.training import train_step
 
 CASES = [(1, 1, False), (1, 2, False), (1, 5, True), (3, 4, False), (4, 3, True), (2, 1, True)]
 

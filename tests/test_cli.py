@@ -9,7 +9,7 @@ import pytest
 from conftest import SMALL, copy_run, random_keras_weights, run_cli
 
 from torch_rnnsin.cli import main
-from torch_rnnsin.convert import load_keras_weights, save_keras_weights
+from torch_rnnsin.lesson.convert import load_keras_weights, save_keras_weights
 
 RUN_FILES = {
     "metrics.json",
@@ -114,7 +114,7 @@ def test_hidden_plot_costs_little_at_any_size(tmp_path, monkeypatch):
     about the size of --hidden 8's."""
     import matplotlib.pyplot as plt
 
-    from torch_rnnsin import plots
+    from torch_rnnsin.lesson import plots
 
     assert plots.shown_units(3) == [0, 1, 2]
     assert plots.shown_units(300) == [0, 43, 85, 128, 171, 214, 256, 299]
@@ -181,10 +181,10 @@ def test_non_finite_loss_exits_1_with_a_clear_message(tmp_path):
 
 def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     """A loss that turns NaN in epoch 4: the checkpoint of epoch 3 stays, finite."""
-    import torch_rnnsin.lit_module as lm
-    from torch_rnnsin.checks import load_checkpoint
-    from torch_rnnsin.config import TrainConfig
-    from torch_rnnsin.run import train_run
+    import torch_rnnsin.lesson.lightning.lit_module as lm
+    from torch_rnnsin.lesson.config import TrainConfig
+    from torch_rnnsin.lesson.preflight import load_checkpoint
+    from torch_rnnsin.lesson.run import train_run
 
     real = lm.stateless_epoch
     calls = {"n": 0}

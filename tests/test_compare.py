@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from conftest import random_keras_weights
 
-from torch_rnnsin import cli, compare
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.convert import save_keras_weights
-from torch_rnnsin.data import wave_parts
-from torch_rnnsin.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+from torch_rnnsin import cli
+from torch_rnnsin.commands import compare as compare_command
+from torch_rnnsin.lesson import compare
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.convert import save_keras_weights
+from torch_rnnsin.lesson.data import wave_parts
+from torch_rnnsin.lesson.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
 
 
 def fake_keras(shift: float, seen: list):
@@ -51,7 +53,7 @@ def fake_keras(shift: float, seen: list):
 @pytest.mark.parametrize(("shift", "code"), [(0.0, 0), (5e-5, 1)])
 def test_compare_verdict_both_ways(tmp_path, monkeypatch, capsys, shift, code):
     seen: list = []
-    monkeypatch.setattr(compare, "keras_available", lambda: True)
+    monkeypatch.setattr(compare_command, "require_keras", lambda: None)
     monkeypatch.setattr(compare, "run_keras", fake_keras(shift, seen))
     out = tmp_path / "cmp"
     argv = ["compare", "--cycles", "30", "--hidden", "2", "--lr", "0.05", "--out", str(out)]

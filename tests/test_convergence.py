@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.data import make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.data import make_windows, sine_wave, split_series
 
 pytestmark = pytest.mark.keras
 EPOCHS = TrainConfig.epochs // 2
@@ -20,7 +20,7 @@ EPOCHS = TrainConfig.epochs // 2
 def test_both_frameworks_learn_the_wave_with_shuffling(kr, tmp_path):
     """Shuffled, the lesson's settings but half its epochs: both reach validation loss
     < 0.001 (the lesson's result)."""
-    from torch_rnnsin.run import train_run
+    from torch_rnnsin.lesson.run import train_run
 
     train, test = split_series(sine_wave()["sin_t"].to_numpy())
     (X, y), val = make_windows(train, 2), make_windows(test, 2)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from torch_rnnsin.convert import (
+from torch_rnnsin.lesson.convert import (
     keras_shapes,
     keras_to_torch,
     lesson_config,
@@ -20,7 +20,7 @@ from torch_rnnsin.convert import (
     save_keras_weights,
     torch_to_keras,
 )
-from torch_rnnsin.model import SinRNN
+from torch_rnnsin.lesson.model import SinRNN
 
 
 @pytest.mark.parametrize("hidden", [1, 3])
@@ -203,10 +203,10 @@ def test_npz_is_never_unpickled(tmp_path):
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("layout", ["keras", "legacy_h5", "k2_h5", "weights+keras"])
-def test_lesson_files_written_by_keras_load(keras_models, layout):
+def test_lesson_file_written_by_keras_2_loads(keras_models):
+    """Keras 3's files: tests/test_keras_parity.py (the lesson's own Keras model)."""
     case = keras_models.cases["srnn_tanh"]  # Input(F=1) -> SimpleRNN(3) -> Dense(1)
-    path, _ = case.source(layout)
+    path, _ = case.source("k2_h5")
     got = load_keras_weights(path)
     assert all(np.array_equal(a, b) for a, b in zip(got, case.weights, strict=True))
 
@@ -216,16 +216,3 @@ def test_keras2_relu_file_refused_naming_the_option(keras_models):
     path, _ = keras_models.cases["srnn_relu"].source("k2_h5")
     with pytest.raises(ValueError, match=r"k2.h5: SimpleRNN '\w+': activation='relu' — the"):
         load_keras_weights(path)
-
-
-@pytest.mark.keras
-def test_lesson_keras3_files_load(kr, tmp_path):
-    w = random_keras_weights(3, seed=9)
-    model = kr.model.define_model(None, hidden=3)
-    model.set_weights(w)
-    model.save(tmp_path / "lesson.keras")
-    model.save(tmp_path / "lesson.h5")
-    model.save_weights(tmp_path / "lesson.weights.h5")
-    for name in ("lesson.keras", "lesson.h5", "lesson.weights.h5"):
-        got = load_keras_weights(tmp_path / name)
-        assert all(np.array_equal(a, b) for a, b in zip(got, w, strict=True)), name

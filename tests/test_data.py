@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.data import make_stream_chunks, make_windows, sine_wave, split_series
 
 
 def test_reference_shapes():
@@ -144,7 +144,7 @@ def test_stream_chunks_property(n, seq_len, streams):
 
 
 def test_wave_parts_is_the_split_noisy_series():
-    from torch_rnnsin.data import wave_parts
+    from torch_rnnsin.lesson.data import wave_parts
 
     tr, te = wave_parts(10, 40, 0.3, 5, 0.25)
     want = split_series(sine_wave(10, 40, 0.3, seed=5)["sin_t"].to_numpy(), 0.25)

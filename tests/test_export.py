@@ -13,18 +13,15 @@ import pytest
 import torch
 from conftest import IN_CI, random_keras_weights
 from torch import nn
-
-from torch_rnnsin.convert import keras_to_torch, save_keras_weights
-from torch_rnnsin.data import sine_wave, split_series
-from torch_rnnsin.export import (
-    OnnxMissingError,
-    add_export_arguments,
-    export_onnx,
-    require_onnx,
-    run_export,
-)
 from torch_rnnsin.port.modules import GRUResetBefore
-from torch_rnnsin.predict import predict_stateful
+
+from torch_rnnsin.commands.export import add_arguments as add_export_arguments
+from torch_rnnsin.commands.export import run as run_export
+from torch_rnnsin.common.errors import Refused
+from torch_rnnsin.export.onnx import OnnxMissingError, export_onnx, require_onnx
+from torch_rnnsin.lesson.convert import keras_to_torch, save_keras_weights
+from torch_rnnsin.lesson.data import sine_wave, split_series
+from torch_rnnsin.lesson.predict import predict_stateful
 
 TOL = 1e-5
 
@@ -69,24 +66,6 @@ def lesson(tmp_path_factory, ort):
     return model, path
 
 
-def test_lesson_streaming_one_point_at_a_time_equals_predict_stateful(lesson, ort):
-    model, path = lesson
-    _, test = split_series(sine_wave(10, 60)["sin_t"].to_numpy())
-    test = test.astype(np.float32)
-    expected, expected_hidden = predict_stateful(model, test)
-    # The README's streaming example.
-    sess = session(ort, path)
-    state = np.zeros((1, 3), np.float32)  # a fresh start
-    pred, hidden = [test[0]], [state[0]]
-    for value in test[:-1]:
-        y, state = sess.run(None, {"x": value.reshape(1, 1, 1), "state_in_0": state})
-        pred.append(y[0, 0])
-        hidden.append(state[0])
-    assert len(pred) == len(test) > 100
-    assert np.max(np.abs(np.array(pred) - expected)) <= TOL
-    assert np.max(np.abs(np.array(hidden) - expected_hidden)) <= TOL
-
-
 def test_readme_streaming_example_runs_and_equals_predict_stateful(ort, tmp_path, monkeypatch):
     """The README's loop, run as written on the lesson's test series."""
     from conftest import ROOT
@@ -100,9 +79,10 @@ def test_readme_streaming_example_runs_and_equals_predict_stateful(ort, tmp_path
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
-    expected, _ = predict_stateful(model, scope["test"])
+    expected, expected_hidden = predict_stateful(model, scope["test"])
     assert len(scope["pred"]) == len(expected) == 1251
     assert np.max(np.abs(np.array(scope["pred"], np.float32) - expected)) <= TOL
+    assert np.max(np.abs(scope["state"][0] - expected_hidden[-1])) <= TOL  # the state carried
 
 
 def test_lesson_graph_inputs_outputs_and_metadata(lesson):
@@ -331,7 +311,7 @@ def test_refuses_what_it_cannot_export(lesson, tmp_path):
 
 
 def test_callers_model_untouched_and_a_disagreeing_graph_never_written(tmp_path, monkeypatch, ort):
-    import torch_rnnsin.export as export
+    import torch_rnnsin.export.onnx as export
 
     model = STANDINS["gru_reset_before_stack"]().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -350,7 +330,7 @@ def test_missing_onnx_is_one_line_naming_the_extra(missing, monkeypatch):
     monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
     with pytest.raises(OnnxMissingError) as e:
         require_onnx()
-    assert isinstance(e.value, ValueError)  # the CLI's one-line exit 2
+    assert isinstance(e.value, Refused)  # the CLI's one-line exit 2
     assert f"'{missing}'" in str(e.value)
     assert "'onnx' extra" in str(e.value)
     assert "\n" not in str(e.value)

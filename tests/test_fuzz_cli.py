@@ -144,7 +144,8 @@ def test_compare_fuzz(argv):
     nothing created; whatever passes the checks reaches the Keras step."""
     from unittest import mock
 
-    from torch_rnnsin import compare
+    from torch_rnnsin.commands import compare as compare_command
+    from torch_rnnsin.lesson import compare
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -157,7 +158,9 @@ def test_compare_fuzz(argv):
             with (
                 contextlib.redirect_stderr(err),
                 contextlib.redirect_stdout(io.StringIO()),
-                mock.patch.object(compare, "keras_available", autospec=True, return_value=True),
+                mock.patch.object(
+                    compare_command, "require_keras", autospec=True, return_value=None
+                ),
                 mock.patch.object(compare, "run_keras", autospec=True, return_value=3),
             ):
                 try:

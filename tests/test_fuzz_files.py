@@ -15,7 +15,6 @@ checksum, so damage there that still parses cannot be detected (it is only read 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
@@ -32,8 +31,6 @@ from torch_rnnsin.port.io import (
     write_keras,
     write_torch_file,
 )
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 K3 = """
 import sys, keras

@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import random_keras_weights
 
-from torch_rnnsin.convert import keras_to_torch, torch_to_keras
-from torch_rnnsin.data import make_windows, sine_wave, split_series
-from torch_rnnsin.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.predict import predict_stateful, predict_stateless
-from torch_rnnsin.training import stateless_epoch
+from torch_rnnsin.lesson.convert import keras_to_torch, torch_to_keras
+from torch_rnnsin.lesson.data import make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.predict import predict_stateful, predict_stateless
+from torch_rnnsin.lesson.training import stateless_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
@@ -47,8 +47,8 @@ def test_cuda_training_equals_cpu_training():
 
 
 def test_lightning_on_gpu(tmp_path):
-    from torch_rnnsin.config import TrainConfig
-    from torch_rnnsin.run import train_run
+    from torch_rnnsin.lesson.config import TrainConfig
+    from torch_rnnsin.lesson.run import train_run
 
     m = train_run(
         TrainConfig(cycles=60, epochs=20, accelerator="gpu"), tmp_path / "r", progress=False

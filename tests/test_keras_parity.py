@@ -9,19 +9,19 @@ import pytest
 import torch
 from conftest import random_keras_weights
 
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.convert import (
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.convert import (
     keras_to_torch,
     load_keras_weights,
     save_keras_weights,
     torch_to_keras,
 )
-from torch_rnnsin.data import make_windows, sine_wave, split_series
-from torch_rnnsin.model import SinRNN
-from torch_rnnsin.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.predict import predict_stateful, predict_stateless
-from torch_rnnsin.training import stateless_epoch
+from torch_rnnsin.lesson.data import make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.model import SinRNN
+from torch_rnnsin.lesson.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.predict import predict_stateful, predict_stateless
+from torch_rnnsin.lesson.training import stateless_epoch
 
 pytestmark = pytest.mark.keras
 TOL = 1e-5
@@ -74,8 +74,9 @@ def test_weights_h5_written_by_torch_loads_in_keras(kr, tmp_path):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("kind", ["weights.h5", "keras"])
+@pytest.mark.parametrize("kind", ["weights.h5", "keras", "h5"])
 def test_keras_files_load_in_torch(kr, tmp_path, kind):
+    """The lesson's files as Keras 3 writes them (save_weights, save, legacy .h5 save)."""
     km = kr.define_model(2, hidden=3)
     km.set_weights(random_keras_weights(3, seed=4))
     path = tmp_path / f"m.{kind}"
@@ -129,7 +130,7 @@ def test_training_parity_no_shuffle_reference_run(kr):
 
 def test_lightning_run_reaches_keras_weights(kr, tmp_path):
     """The whole train.py path (Lightning, DataModule, checkpointing) from --init-keras."""
-    from torch_rnnsin.run import train_run
+    from torch_rnnsin.lesson.run import train_run
 
     (X, y), val = _reference_data(cycles=100)
     init = random_keras_weights(1, seed=3, scale=0.5)
@@ -144,8 +145,8 @@ def test_lightning_run_reaches_keras_weights(kr, tmp_path):
 
 def test_keras_ref_reads_back_every_setting_compare_hands_it(kr):
     from keras_ref.__main__ import parser
-    from torch_rnnsin.args import config_from
-    from torch_rnnsin.compare import keras_command
+    from torch_rnnsin.lesson.compare import keras_command
+    from torch_rnnsin.lesson.flags import config_from
 
     for cfg in (
         TrainConfig(lr=0.1, shuffle=False, seed=7, hidden=3, batch_size=17, noise=0.1),
@@ -199,7 +200,7 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     assert len(res["rows"]) == 4
     assert json.loads((out / "keras_metrics.json").read_text())["lr"] == pytest.approx(0.01)
     # the exit-1 path on Keras's own output, one hidden state doctored by 2e-5
-    from torch_rnnsin.compare import evaluate
+    from torch_rnnsin.lesson.compare import evaluate
 
     with np.load(out / "keras_predictions.npz") as z:
         doctored = dict(z)

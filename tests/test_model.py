@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_rnnsin.model import SinRNN
+from torch_rnnsin.lesson.model import SinRNN
 
 
 def test_five_trainable_weights_like_keras():

@@ -55,7 +55,7 @@ def execute(nb):
 def build() -> None:
     import nbformat
 
-    from torch_rnnsin.atomic import atomic_path
+    from torch_rnnsin.common.atomic import atomic_path
 
     nb = execute(read_source())
     with atomic_path(NOTEBOOK) as tmp:

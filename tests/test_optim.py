@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_rnnsin.optim import KerasRMSprop
+from torch_rnnsin.lesson.optim import KerasRMSprop
 
 
 def test_matches_keras_formula_eps_inside_sqrt():
@@ -49,7 +49,7 @@ def test_bad_settings(kw):
 
 def _train_steps(opt_factory, steps=30):
     torch.manual_seed(0)
-    from torch_rnnsin.model import SinRNN
+    from torch_rnnsin.lesson.model import SinRNN
 
     m = SinRNN(3)
     opt = opt_factory([p for p in m.parameters() if p.requires_grad])

@@ -21,6 +21,7 @@ from pathlib import Path
 import kcache
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.io import (
@@ -32,8 +33,6 @@ from torch_rnnsin.port.io import (
     write_torch_file,
 )
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-ROOT = Path(__file__).resolve().parents[1]  # subprocesses import this checkout's package
 CASES = ("srnn", "stack", "bidi", "td", "gru_rb")
 
 
@@ -83,17 +82,6 @@ def build_k2(out: Path) -> None:
             arrays.update({f"{name}|{n}|{j}": w for j, w in enumerate(ws)})
     np.savez(out / "k2_weights.npz", **arrays)
     (out / "k2_names.json").write_text(json.dumps(names))
-
-
-@pytest.fixture(scope="session")
-def keras3():
-    try:
-        import keras
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and Keras 3 cannot be imported: {e}")
-        pytest.skip(f"Keras 3 not installed ({e})")
-    return keras
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import random_keras_weights
 
-from torch_rnnsin.convert import keras_to_torch
-from torch_rnnsin.data import sine_wave
-from torch_rnnsin.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
-from torch_rnnsin.predict import predict_stateful, predict_stateless
+from torch_rnnsin.lesson.convert import keras_to_torch
+from torch_rnnsin.lesson.data import sine_wave
+from torch_rnnsin.lesson.numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+from torch_rnnsin.lesson.predict import predict_stateful, predict_stateless
 
 
 @pytest.mark.parametrize("hidden", [1, 3])
@@ -51,7 +51,7 @@ def test_predict_rejects_nan_series():
 
 
 def test_prediction_mse_counts_only_predicted_entries():
-    from torch_rnnsin.metrics import prediction_mse
+    from torch_rnnsin.lesson.metrics import prediction_mse
 
     values = np.array([0.0, 1.0, 2.0, 3.0])
     stateless = np.array([np.nan, np.nan, 2.5, 3.0])

@@ -11,8 +11,8 @@ import time
 import numpy as np
 from conftest import ROOT, SMALL, copy_run, run_cli
 
-from torch_rnnsin.checks import load_checkpoint
-from torch_rnnsin.convert import load_keras_weights
+from torch_rnnsin.lesson.convert import load_keras_weights
+from torch_rnnsin.lesson.preflight import load_checkpoint
 
 FLAGS = [
     "--cycles",

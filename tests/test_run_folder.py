@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import ROOT, SMALL, copy_run, run_cli
 
-from torch_rnnsin import cli, runfolder
-from torch_rnnsin.atomic import PRIVATE, atomic_path, remove_stale_temps
+from torch_rnnsin import cli
+from torch_rnnsin.common import runfolder
+from torch_rnnsin.common.atomic import PRIVATE, atomic_path, remove_stale_temps
 
 TINY = ["--cycles", "20", "--epochs", "0"]
 

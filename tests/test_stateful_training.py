@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import random_keras_weights, run_cli
 
-from torch_rnnsin.convert import keras_to_torch, load_keras_weights, torch_to_keras
-from torch_rnnsin.data import make_stream_chunks, make_windows, sine_wave, split_series
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.study import trainer
-from torch_rnnsin.study.groups import init_weights
-from torch_rnnsin.training import stateful_epoch, stateless_epoch
+from torch_rnnsin.lesson.convert import keras_to_torch, load_keras_weights, torch_to_keras
+from torch_rnnsin.lesson.data import make_stream_chunks, make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.study import trainer
+from torch_rnnsin.lesson.study.groups import init_weights
+from torch_rnnsin.lesson.training import stateful_epoch, stateless_epoch
 
 
 def _train(noise=0.0, seed=0, cycles=100):
@@ -75,7 +75,7 @@ def test_batched_stateless_equals_alone():
     def epoch(batch, lr, rows):
         order = torch.stack([torch.randperm(X.shape[1], generator=g) for g in gens])
         r = rows[:, None]
-        return trainer.stateless_epoch(batch, X[r, order], y[r, order], 128, lr)
+        return trainer.batch_stateless_epoch(batch, X[r, order], y[r, order], 128, lr)
 
     trainer.fit(model, [lr for *_, lr in members], epoch, None, _fixed(40))
     for (noise, seed, lr), got, (Xa, ya) in zip(members, model.keras_weights(), wins, strict=True):
@@ -105,7 +105,7 @@ def test_batched_stateful_equals_alone(targets, seq_len):
     y = torch.from_numpy(np.stack([t[..., 0] if targets == "seq" else t for _, t in chunks]))
 
     def epoch(batch, lr, rows):
-        return trainer.stateful_epoch(batch, X[rows], y[rows], targets == "seq", lr)
+        return trainer.batch_stateful_epoch(batch, X[rows], y[rows], targets == "seq", lr)
 
     trainer.fit(model, [0.001, 0.001], epoch, None, _fixed(15))
     for (_, seed), got, (Xa, ya) in zip(members, model.keras_weights(), chunks, strict=True):

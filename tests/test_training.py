@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import random_keras_weights
 
-from torch_rnnsin.config import TrainConfig
-from torch_rnnsin.convert import keras_to_torch, load_keras_weights, torch_to_keras
-from torch_rnnsin.data import make_windows, sine_wave, split_series
-from torch_rnnsin.model import SinRNN
-from torch_rnnsin.numpy_ref import predict_stateless_numpy, train_numpy
-from torch_rnnsin.optim import KerasRMSprop
-from torch_rnnsin.training import stateless_epoch
+from torch_rnnsin.lesson.config import TrainConfig
+from torch_rnnsin.lesson.convert import keras_to_torch, load_keras_weights, torch_to_keras
+from torch_rnnsin.lesson.data import make_windows, sine_wave, split_series
+from torch_rnnsin.lesson.model import SinRNN
+from torch_rnnsin.lesson.numpy_ref import predict_stateless_numpy, train_numpy
+from torch_rnnsin.lesson.optim import KerasRMSprop
+from torch_rnnsin.lesson.training import stateless_epoch
 
 
 def _data(cycles=100, noise=0.0, seq_len=2):
@@ -40,7 +40,7 @@ def test_torch_training_equals_hand_derived_numpy_gradients(hidden, seq_len, gra
 
 
 def test_short_lightning_run_lowers_the_loss(tmp_path):
-    from torch_rnnsin.run import train_run
+    from torch_rnnsin.lesson.run import train_run
 
     m = train_run(
         TrainConfig(cycles=100, epochs=60, batch_size=50, lr=0.01), tmp_path / "r", progress=False
@@ -58,7 +58,7 @@ def test_lightning_equals_plain_loop_bit_for_bit(tmp_path):
     """train.py's Lightning path and the benchmark's plain loop (bench/plain_loop.py
     itself) run the same numbers."""
     from bench.plain_loop import train
-    from torch_rnnsin.run import train_run
+    from torch_rnnsin.lesson.run import train_run
 
     cfg = TrainConfig(cycles=100, epochs=25, batch_size=128, noise=0.2, seed=4)
     train_run(cfg, tmp_path / "r", progress=False)
@@ -71,27 +71,35 @@ def test_lightning_equals_plain_loop_bit_for_bit(tmp_path):
         assert np.array_equal(a, b)
 
 
-def test_validation_step_is_the_numpy_witness_mse():
-    """trainer.validate() logs the test windows' MSE: the same number as the NumPy
-    witness's stateless prediction of the test series, scored independently."""
+def test_val_loss_is_the_numpy_witness_mse():
+    """The val_loss a training step records (after its epoch's updates) is the test
+    windows' MSE: the same number as the NumPy witness's stateless prediction of the
+    test series with the weights the epoch ends on, scored independently."""
     import lightning.pytorch as pl
 
-    from torch_rnnsin.datamodule import SineDataModule
-    from torch_rnnsin.lit_module import SinRNNModule
+    from torch_rnnsin.lesson.lightning.datamodule import SineDataModule
+    from torch_rnnsin.lesson.lightning.lit_module import SinRNNModule
 
     cfg = TrainConfig(cycles=60)
     dm, module = SineDataModule(cfg), SinRNNModule(seed=3)
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (res,) = trainer.validate(module, datamodule=dm, verbose=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
     test = dm.test_values
     pred, _ = predict_stateless_numpy(torch_to_keras(module.model), test, cfg.seq_len)
     L = cfg.seq_len
     want = float(np.mean((pred[L:] - test[L:].astype(np.float32).astype(np.float64)) ** 2))
-    assert res["val_loss"] == pytest.approx(want, rel=1e-5)
+    assert module.history[-1]["val_loss"] == pytest.approx(want, rel=1e-5)
 
 
 def test_progress_line_on_a_terminal(tmp_path, capsys):
-    from torch_rnnsin.run import train_run
+    from torch_rnnsin.lesson.run import train_run
 
     train_run(TrainConfig(cycles=60, epochs=12), tmp_path / "r", progress=True)
     err = capsys.readouterr().err

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...atomic import atomic_path
+from ...common.atomic import atomic_path
 from ...common.errors import Refused, one_line
 from . import keras3, legacy_h5
 from .config import config_layers

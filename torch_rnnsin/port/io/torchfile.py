@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...atomic import atomic_path
+from ...common.atomic import atomic_path
 from ...common.errors import Refused, one_line
 from .guards import (
     as_real_array,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ...common.errors import Refused
 from .base import Block, Layer, Spec, kind
 
 BINARY = {
@@ -37,7 +38,7 @@ class Binary(Block):
     def apply(self, xs, masks, kwargs, state=None):
         b = xs[1] if len(xs) > 1 else kwargs.get("arg1")
         if b is None or isinstance(b, bool) or not isinstance(b, int | float | torch.Tensor):
-            raise ValueError(f"{self.keras_class} {self.keras_name!r}: second argument {b!r}")
+            raise Refused(f"{self.keras_class} {self.keras_name!r}: second argument {b!r}")
         return [self(xs[0], b)], None, None
 
     def keras_entry(self) -> dict:

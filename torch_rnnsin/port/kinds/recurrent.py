@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...common.errors import Refused
 from ..tables import Part, Row
 from .activations import activation, function
 from .base import Block, Layer, Spec, check_entry, kind, time_input
@@ -278,7 +279,7 @@ class Recurrent(Block):
     def apply(self, xs, masks, kwargs, state=None):
         init = kwargs.get("initial_state")
         if init is not None and len(init) != len(self.state_sizes):
-            raise ValueError(
+            raise Refused(
                 f"{self.keras_class} {self.keras_name!r}: {len(init)} initial states, expected {len(self.state_sizes)}"
             )
         mask = kwargs.get("mask", masks[0] if masks else None)

@@ -9,7 +9,7 @@ import os
 import h5py
 import numpy as np
 
-from ...atomic import atomic_path
+from ...common.atomic import atomic_path
 from .. import io
 from .kgraph import KT, Graph, kts
 

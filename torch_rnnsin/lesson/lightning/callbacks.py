@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from .atomic import atomic_path
+from ...common.atomic import atomic_path
 
 
 def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:

@@ -1,17 +1,21 @@
-"""``port`` and ``inspect`` sub-commands: arguments here, heavy imports inside ``run_*``.
-
-Contract with ``cli.py``: ``run_*`` returns the exit code (0, or 1 when ``--check``
-finds a difference above 1e-5); bad input raises ``ValueError`` / ``OSError`` with
-one line naming the bad value, which the CLI prints with exit 2.
+"""``port``: convert a Keras model file to torch (or back); with ``--check``, Keras
+against torch. Exit status 0, or 1 when ``--check`` finds a difference above 1e-5 (OUT
+is then not written); bad input raises ``Refused`` (exit 2, see ``cli``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import tempfile
 from pathlib import Path
 
+from ..common.atomic import atomic_path, check_new_file
+from ..common.errors import TOLERANCE, Refused
 
-def add_port_arguments(p: argparse.ArgumentParser) -> None:
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "src",
         metavar="IN",
@@ -32,7 +36,6 @@ def add_port_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-KERAS_IN = (".keras", ".h5")  # .weights.h5 ends with .h5 too
 TORCH = (".pt", ".safetensors")
 OUT_EXTS = (".keras", ".weights.h5", ".pt", ".safetensors")
 
@@ -41,33 +44,29 @@ def _is_torch(path: Path) -> bool:
     return path.name.lower().endswith(TORCH)
 
 
-def run_port(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Convert IN to OUT (by their extensions); with --check, Keras against torch."""
-    import json
-    import shutil
-    import tempfile
-
-    from ..atomic import atomic_path, check_new_file
-    from .model import load_keras_model, save_keras_model
-
     src, dst = Path(args.src), Path(args.dst)
     check_new_file(dst, "port")
     if not dst.name.lower().endswith(OUT_EXTS):
-        raise ValueError(f"{dst}: unknown output format; use {', '.join(OUT_EXTS)}")
-    if args.check:
-        from .check import keras_available
+        raise Refused(f"{dst}: unknown output format; use {', '.join(OUT_EXTS)}")
+    if args.check and _is_torch(src) and _is_torch(dst):
+        raise Refused("--check compares Keras with torch: IN or OUT must be a Keras file")
+    return _port(src, dst, args.arch, args.check)
 
-        if _is_torch(src) and _is_torch(dst):
-            raise ValueError("--check compares Keras with torch: IN or OUT must be a Keras file")
+
+def _port(src: Path, dst: Path, arch_arg: str | None, check: bool) -> int:
+    from ..port.check import compare, keras_available
+    from ..port.model import load_keras_model, save_keras_model
+
+    if check:
         keras_available()
-    model = load_keras_model(src, args.arch)
+    model = load_keras_model(src, arch_arg)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d) / dst.name
         save_keras_model(model, tmp)
         worst = 0.0
-        if args.check:
-            from .check import compare
-
+        if check:
             arch = None
             if tmp.name.lower().endswith(".weights.h5"):
                 arch = Path(d) / "architecture.json"
@@ -75,29 +74,12 @@ def run_port(args: argparse.Namespace) -> int:
             if _is_torch(src):  # torch -> Keras: Keras runs OUT, torch runs IN
                 worst = compare(model, tmp, arch)
             else:  # Keras -> anything: Keras runs IN, torch runs OUT as read back
-                worst = compare(load_keras_model(tmp, arch), src, args.arch and Path(args.arch))
-        if worst > 1e-5:
+                worst = compare(load_keras_model(tmp, arch), src, arch_arg and Path(arch_arg))
+        if worst > TOLERANCE:
             print(f"not written: {dst} (the check failed)")
             return 1
         with atomic_path(dst) as part:
             shutil.copyfile(tmp, part)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"wrote {dst}: {len(model.layers)} layers, {n} parameters (from {model.source_format})")
-    return 0
-
-
-def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", metavar="IN", help="model file to describe")
-    p.add_argument(
-        "--arch", metavar="FILE", default=None, help="architecture for a bare .weights.h5"
-    )
-
-
-def run_inspect(args: argparse.Namespace) -> int:
-    """Print the layer table: Keras layer -> torch module, shapes, transposes, gates, state."""
-    from .inspect import describe_model
-    from .model import load_keras_model
-
-    model = load_keras_model(args.src, args.arch)
-    print("\n".join(describe_model(model, str(args.src))))
     return 0

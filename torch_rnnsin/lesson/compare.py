@@ -1,48 +1,28 @@
-"""``python -m torch_rnnsin compare``: Keras vs torch vs the NumPy witness.
+"""Keras vs torch vs the NumPy witness, on the same weights (the ``compare`` command).
 
 Keras runs in its own process (``python -m keras_ref``), trained with the same
-settings or loading ``--keras-model``; its weights are ported to torch and all
+settings or loading given weights; its weights are ported to torch and all
 three implementations predict the test part in both modes. The table holds the
 largest absolute difference of predictions and hidden states for each pair;
-the command exits 1 if any exceeds the tolerance (1e-5).
+above the tolerance (1e-5) the comparison fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
-from .args import add_config_args, config_from, flag, given
-from .atomic import write_json, write_text
-from .config import TrainConfig
-from .runfolder import folder_arg
+import numpy as np
 
-TOLERANCE = 1e-5
-# What Keras reads only when it trains: refused with --keras-model (nothing is trained).
-TRAINING = ("epochs", "lr", "batch_size", "shuffle", "train_mode", "streams", "targets")
-
-
-def add_compare_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_args(p, exclude=("accelerator",))  # both sides run on the CPU here
-    p.add_argument(
-        "--out",
-        type=folder_arg,
-        default=None,
-        metavar="DIR",
-        help="folder for the comparison (default: runs/compare-<timestamp>)",
-    )
-    p.add_argument(
-        "--keras-model",
-        metavar="FILE",
-        default=None,
-        help="compare these Keras weights (.weights.h5, .keras, .npz) instead of training Keras",
-    )
-    p.add_argument(
-        "--init-keras", metavar="PATH", default=None, help="initial weights for Keras training"
-    )
+from ..common.atomic import write_json, write_text
+from ..common.errors import TOLERANCE
+from .config import TrainConfig, flag
+from .convert import keras_to_torch, load_keras_weights
+from .metrics import prediction_mse
+from .numpy_ref import predict_stateful_numpy, predict_stateless_numpy
+from .predict import predict_stateful, predict_stateless
 
 
 def as_dict(stateless: tuple, stateful: tuple) -> dict:
@@ -53,8 +33,6 @@ def as_dict(stateless: tuple, stateful: tuple) -> dict:
 
 def max_diff(a, b) -> float:
     """Max |a - b| over the entries both define; inf if one has NaN where the other has not."""
-    import numpy as np
-
     if not np.array_equal(np.isnan(a), np.isnan(b)):
         return float("inf")
     return float(np.nanmax(np.abs(np.asarray(a, np.float64) - b)))
@@ -112,69 +90,15 @@ def keras_command(
     return cmd
 
 
-def keras_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("keras") is not None
-
-
 def run_keras(cmd: list[str]) -> int:
     """Run the Keras reference in its own process (torch_rnnsin never imports TensorFlow)."""
     print("running Keras:", " ".join(cmd[1:]), file=sys.stderr)
     return subprocess.run(cmd).returncode
 
 
-def check_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
-    """No flag given that this comparison would not read."""
-    from .checks import check_unused
-
-    typed = given(args)
-    if args.keras_model is not None:
-        for name in TRAINING:
-            if name in typed:
-                raise ValueError(
-                    f"{flag(name)}: not read with --keras-model (the given model is "
-                    "evaluated, not trained)"
-                )
-        if args.init_keras is not None:
-            raise ValueError("--init-keras: not read with --keras-model (nothing is trained)")
-    check_unused(cfg, typed)
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    """The ``compare`` command: 0 within the tolerance, 1 over it (or Keras failed), 2 refused."""
-    from .checks import prepare, read_weights
-    from .runfolder import new_default_folder, open_run_folder
-
-    cfg = config_from(args, accelerator="cpu")
-    check_flags(args, cfg)
-    for option, path in (("--keras-model", args.keras_model), ("--init-keras", args.init_keras)):
-        if path is not None:  # at most one of the two (check_flags)
-            _, cfg = read_weights(option, path, cfg, "hidden" in given(args))
-    prepare(cfg, args.out)
-    if not keras_available():
-        raise ValueError("compare needs Keras: install the 'keras' extra (pip install '.[keras]')")
-    out = args.out if args.out is not None else new_default_folder(Path("runs"), "compare-")
-    with open_run_folder(out, kind="compare"):
-        code = run_keras(keras_command(cfg, out, args.keras_model, args.init_keras))
-        if code != 0:
-            sys.stderr.write(
-                f"error: the Keras reference (python -m keras_ref) failed with exit status {code}\n"
-            )
-            return 1
-        return evaluate(out, cfg)
-
-
 def evaluate(out: Path, cfg: TrainConfig, tolerance: float = TOLERANCE) -> int:
     """Port Keras's weights in ``out`` to torch, predict with torch and NumPy, compare with
     Keras's own predictions there; write compare.md/json. 0 within ``tolerance``, else 1."""
-    import numpy as np
-
-    from .convert import keras_to_torch, load_keras_weights
-    from .metrics import prediction_mse
-    from .numpy_ref import predict_stateful_numpy, predict_stateless_numpy
-    from .predict import predict_stateful, predict_stateless
-
     weights = load_keras_weights(out / "keras.weights.h5")
     with np.load(out / "keras_predictions.npz", allow_pickle=False) as z:
         keras = dict(z)

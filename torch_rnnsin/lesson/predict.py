@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..common.errors import Refused
 from .data import as_series, make_windows
 from .model import SinRNN
 
@@ -45,7 +46,7 @@ def predict_stateful(model: SinRNN, values: np.ndarray) -> tuple[np.ndarray, np.
     values = as_series(values).astype(np.float32)
     n = len(values)
     if n == 0:
-        raise ValueError("values is empty; stateful prediction needs at least one point")
+        raise Refused("values is empty; stateful prediction needs at least one point")
     pred = np.empty(n, np.float32)
     hidden = np.zeros((n, model.hidden_size), np.float32)  # hidden[0] = h_{-1} = 0
     pred[0] = values[0]

@@ -6,28 +6,22 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
+from ..common.atomic import atomic_path
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+matplotlib.use("Agg")  # files only, no window
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
-    from .atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    _plt().close(fig)
+    plt.close(fig)
 
 
 def plot_losses(history: Sequence[dict], path: str | os.PathLike) -> None:
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = [h["epoch"] for h in history]
     ax.semilogy(epochs, [h["train_loss"] for h in history], label="train loss")
@@ -48,7 +42,6 @@ def plot_predictions(
     show: int = 100,
 ) -> None:
     """The first ``show`` test points with both predictions, and the errors over the whole series."""
-    plt = _plt()
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6.5))
     t = np.arange(len(values))
     s = slice(0, min(show, len(values)))
@@ -86,7 +79,6 @@ def plot_hidden(
 ) -> list[int]:
     """Hidden states from which each prediction is made, both modes, for at most
     ``at_most`` units (named in the title). Returns the units drawn."""
-    plt = _plt()
     H = hidden_stateless.shape[1]
     units = shown_units(H, at_most)
     fig, axes = plt.subplots(len(units), 1, figsize=(9, 2.2 + 1.8 * len(units)), squeeze=False)

@@ -1,4 +1,4 @@
-"""The ``study`` command: its flags (built from ``StudyConfig``) and ``run_study``.
+"""``study``: its flags (built from ``StudyConfig``), then the grid trained and reported.
 
 ``--out`` is checked before any training: a new folder, an empty one, or a study
 folder of ours (then its outputs are written anew); a file, a place where no
@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
-from ..args import number
-from .grid import StudyConfig, validate
+from ..common.args import number
+from ..common.atomic import PRIVATE, write_json
+from ..common.errors import Refused
+from ..common.runfolder import MARKER, check_out_path, folder_arg, is_run_folder, open_run_folder
+from ..lesson.study.grid import StudyConfig, validate
 
 DEFAULT_OUT = Path("runs") / "study"
 KIND = "study"
@@ -36,11 +40,9 @@ def _list_of(kind: type):
     return parse
 
 
-def add_study_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per ``StudyConfig`` field (not given: absent, so ``--quick`` can set it),
     plus ``--quick`` and ``--out``."""
-    from ..runfolder import folder_arg
-
     p.add_argument(
         "--out", type=folder_arg, default=DEFAULT_OUT, help=f"folder (default: {DEFAULT_OUT})"
     )
@@ -85,9 +87,6 @@ def config_from(args: argparse.Namespace) -> StudyConfig:
 
 def study_folder_kind(out: Path) -> str | None:
     """The kind written in a run folder of ours (``study``, ``train``…), or None."""
-    from ..atomic import PRIVATE
-    from ..runfolder import MARKER, is_run_folder
-
     if not is_run_folder(out):
         return None
     try:
@@ -98,12 +97,8 @@ def study_folder_kind(out: Path) -> str | None:
 
 
 def check_out(out: Path) -> bool:
-    """Refuse an ``--out`` the study may not write (ValueError, one line). Returns True
-    when it is a study folder of ours (its outputs are then written anew)."""
-    import os
-
-    from ..runfolder import check_out_path
-
+    """Refuse an ``--out`` the study may not write (one line). Returns True when it is a
+    study folder of ours (its outputs are then written anew)."""
     check_out_path(out)
     if not out.exists():
         return False
@@ -112,26 +107,24 @@ def check_out(out: Path) -> bool:
         return True
     entries = sorted(os.listdir(out))
     if kind is not None:
-        raise ValueError(f"--out {out}: holds a {kind} run, not a study; choose another folder")
+        raise Refused(f"--out {out}: holds a {kind} run, not a study; choose another folder")
     if entries:
         shown = ", ".join(entries[:4]) + (
             f", … ({len(entries)} entries)" if len(entries) > 4 else ""
         )
-        raise ValueError(
+        raise Refused(
             f"--out {out}: holds files that are not a study's ({shown}); "
             "choose a new or empty folder"
         )
     return False
 
 
-def run_study(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Check the settings and ``--out``, train the grid, write the report."""
     cfg = config_from(args)
     ours = check_out(args.out)
-    from ..atomic import write_json
-    from ..runfolder import open_run_folder
-    from .groups import run_grid
-    from .report import write_report
+    from ..lesson.study.groups import run_grid
+    from ..lesson.study.report import write_report
 
     with open_run_folder(args.out, resume=ours, kind=KIND) as out:
         rows, seconds = run_grid(cfg, progress=sys.stderr.isatty())
@@ -147,12 +140,3 @@ def run_study(args: argparse.Namespace) -> int:
     n = sum(r["predict_mode"] == "stateless" for r in rows)
     print(f"{n} models, {seconds:.1f} s of training; report: {out / 'report.md'}")
     return 0
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """The study's own parser, for ``torch_rnnsin.study.main`` (the CLI builds its own)."""
-    from ..args import OneLineParser
-
-    p = OneLineParser(prog="python -m torch_rnnsin study", description=__doc__.split("\n\n")[0])
-    add_study_arguments(p)
-    return p.parse_args(argv)

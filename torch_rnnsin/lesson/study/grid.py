@@ -13,7 +13,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..config import TrainConfig
+from ...common.errors import Refused
+from ..config import SEED_MAX, TrainConfig
 
 TRAIN_MODES = ("stateless", "stateful-last", "stateful-seq")
 PREDICT_MODES = ("stateless", "stateful")
@@ -91,13 +92,13 @@ def flag(name: str) -> str:
 
 
 def validate(cfg: StudyConfig) -> None:
-    """``ValueError("--flag VALUE: what is allowed")`` for the first bad setting."""
+    """``Refused("--flag VALUE: what is allowed")`` for the first bad setting."""
 
-    def bad(name: str, why: str) -> ValueError:
+    def bad(name: str, why: str) -> Refused:
         v = getattr(cfg, name)
         items = v if isinstance(v, tuple) else (v,)
         shown = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in items)
-        return ValueError(f"{flag(name)} {shown}: {why}")
+        return Refused(f"{flag(name)} {shown}: {why}")
 
     def is_int(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -106,7 +107,7 @@ def validate(cfg: StudyConfig) -> None:
         v = getattr(cfg, name)
         if not v or not all(is_int(x) and x >= 1 for x in v):
             raise bad(name, "must be integers >= 1")
-    if not cfg.seeds or not all(is_int(s) and 0 <= s < 2**32 for s in cfg.seeds):
+    if not cfg.seeds or not all(is_int(s) and 0 <= s <= SEED_MAX for s in cfg.seeds):
         raise bad("seeds", "must be integers in [0, 2**32)")
     if not cfg.noises or not all(math.isfinite(n) and n >= 0 for n in cfg.noises):
         raise bad("noises", "must be finite numbers >= 0")

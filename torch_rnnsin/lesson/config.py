@@ -11,9 +11,13 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..common.errors import Refused
+
 ACCELERATORS = ("auto", "cpu", "gpu")
 TRAIN_MODES = ("stateless", "stateful")
 TARGET_MODES = ("last", "seq")
+# Settings only one training mode reads: given with the other, they are refused.
+MODE_ONLY = {"stateless": ("streams", "targets"), "stateful": ("batch_size", "shuffle")}
 SEED_MAX = 2**32 - 1  # what NumPy, torch and Keras all accept as a seed
 
 
@@ -64,16 +68,30 @@ class TrainConfig:
         return int(self.n_points * (1 - self.test_size))
 
 
+def flag(name: str) -> str:
+    """The command-line flag of a ``TrainConfig`` field: ``seq_len`` -> ``--seq-len``."""
+    return TrainConfig.__dataclass_fields__[name].metadata["flag"]
+
+
+def check_unused(cfg: TrainConfig, typed: set[str]) -> None:
+    """A setting the chosen training mode does not read is refused, not ignored."""
+    for name in MODE_ONLY.get(cfg.train_mode, ()):
+        if name in typed:
+            other = "stateful" if cfg.train_mode == "stateless" else "stateless"
+            raise Refused(
+                f"{flag(name)}: only read by --train-mode {other} (this run is {cfg.train_mode})"
+            )
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise ``ValueError("--flag VALUE: what is allowed")`` for the first bad setting."""
+    """Raise ``Refused("--flag VALUE: what is allowed")`` for the first bad setting."""
 
-    def bad(name: str, why: str) -> ValueError:
-        flag = TrainConfig.__dataclass_fields__[name].metadata["flag"]
-        return ValueError(f"{flag} {getattr(cfg, name)!r}: {why}")
+    def bad(name: str, why: str) -> Refused:
+        return Refused(f"{flag(name)} {getattr(cfg, name)!r}: {why}")
 
     for name in ("steps_per_cycle", "cycles", "seq_len", "hidden", "batch_size", "streams"):
         v = getattr(cfg, name)
@@ -157,9 +175,8 @@ def check_memory(cfg: TrainConfig, available: int | None = None) -> None:
     gib = 2**30
     data = cfg.n_points * (80 + 8 * cfg.seq_len)
     name = "cycles" if data >= need / 2 else "hidden"
-    flag = TrainConfig.__dataclass_fields__[name].metadata["flag"]
-    raise ValueError(
-        f"{flag} {getattr(cfg, name)!r}: the run would need about {need / gib:.1f} GiB of "
+    raise Refused(
+        f"{flag(name)} {getattr(cfg, name)!r}: the run would need about {need / gib:.1f} GiB of "
         f"memory ({cfg.n_points} points, hidden {cfg.hidden}, seq_len {cfg.seq_len}); "
         f"{available / gib:.1f} GiB are available"
     )

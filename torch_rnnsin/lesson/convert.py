@@ -23,13 +23,17 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from .port import io as formats
-from .port import tables
-from .port.kinds.recurrent import rnn_rows
-from .port.model import build_model, load_keras_arrays
-from .port.tables import Part, Row
+from ..common.atomic import atomic_path
+from ..common.errors import Refused, one_line
+from ..port import io as formats
+from ..port import tables
+from ..port.kinds.recurrent import rnn_rows
+from ..port.model import build_model, load_keras_arrays
+from ..port.tables import Part, Row
+from .model import SinRNN
 
 KERAS_NAMES = ("RNN kernel", "RNN recurrent_kernel", "RNN bias", "Dense kernel", "Dense bias")
 RNN_ROWS = rnn_rows("SimpleRNN", use_bias=True, reset_after=True, own=False)
@@ -51,32 +55,30 @@ def check_keras_weights(
     beyond float32's range would become inf), are refused.
     """
     if len(weights) != 5:
-        raise ValueError(
+        raise Refused(
             f"expected 5 arrays in Keras order ({', '.join(KERAS_NAMES)}), got {len(weights)}"
         )
     arrays = [tables.as_float32(name, w) for name, w in zip(KERAS_NAMES, weights, strict=True)]
     if arrays[0].ndim != 2:
-        raise ValueError(
+        raise Refused(
             f"{KERAS_NAMES[0]}: expected a 2-D array (input, hidden), got shape {arrays[0].shape}"
         )
     F, H = arrays[0].shape
     if F != 1 or H < 1:
-        raise ValueError(f"{KERAS_NAMES[0]}: expected shape (1, hidden), got {arrays[0].shape}")
+        raise Refused(f"{KERAS_NAMES[0]}: expected shape (1, hidden), got {arrays[0].shape}")
     if hidden_size is not None and hidden_size != H:
-        raise ValueError(
+        raise Refused(
             f"{KERAS_NAMES[0]}: the weights have hidden size {H}, expected hidden size "
             f"{hidden_size} (shape (1, {hidden_size}), got {arrays[0].shape})"
         )
     for name, a, shape in zip(KERAS_NAMES, arrays, keras_shapes(H, F), strict=True):
         if a.shape != shape:
-            raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+            raise Refused(f"{name}: expected shape {shape}, got {a.shape}")
     return arrays
 
 
 def keras_to_torch(weights: Sequence[np.ndarray], model=None):
     """A ``SinRNN`` holding the five Keras arrays (or ``model``, filled in place)."""
-    from .model import SinRNN
-
     arrays = check_keras_weights(weights)
     if model is None:
         model = SinRNN(hidden_size=arrays[0].shape[1])
@@ -134,19 +136,19 @@ def check_lesson_model(model) -> None:
     """Refuse a ported model that is not exactly the lesson's, naming what differs."""
     classes = [b.keras_class for b in model.layers]
     if classes != ["SimpleRNN", "Dense"] or len(model.inputs) != 1 or len(model.graph.calls) != 2:
-        raise ValueError(f"not a SimpleRNN + Dense model: found layers {classes}; {OTHER}")
+        raise Refused(f"not a SimpleRNN + Dense model: found layers {classes}; {OTHER}")
     for b in model.layers:
         for key, want in LESSON[b.keras_class].items():
             got = _options(b).get(key)
             if got != want:
-                raise ValueError(
+                raise Refused(
                     f"{b.keras_class} {b.keras_name!r}: {key}={got!r} — the lesson "
                     f"model has {key}={want!r}; {OTHER}"
                 )
     F = model.inputs[0].shape[-1]
     if F != 1 or len(model.inputs[0].shape) != 3:
         rnn = model.layers[0]
-        raise ValueError(
+        raise Refused(
             f"SimpleRNN {rnn.keras_name!r}: {F} input features — the lesson model has 1; {OTHER}"
         )
 
@@ -162,7 +164,7 @@ def _read_keras_file(path: Path) -> list[np.ndarray]:
             arch.write_text(json.dumps(lesson_config()))
             kf = formats.read_keras(path, arch)
         if sorted(kf.weights) != ["RNN", "dense"]:
-            raise ValueError(
+            raise Refused(
                 f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}"
             ) from None
     model = build_model(kf.config, empty=True)  # every layer and option mapped or refused
@@ -180,29 +182,22 @@ def load_keras_weights(path: str | os.PathLike) -> list[np.ndarray]:
     """
     path = Path(path)
     name = path.name.lower()
-    if name.endswith(".npz"):
-        arrays = formats.read_npz(path)
-    elif name.endswith((".keras", ".h5")):
-        if not path.exists():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        try:
-            arrays = _read_keras_file(path)
-        except ValueError as e:
-            msg = str(e)
-            raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    else:
-        raise ValueError(f"{path}: unknown weights format; use .weights.h5, .keras, .h5 or .npz")
+    if not name.endswith((".npz", ".keras", ".h5")):
+        raise Refused(f"{path}: unknown weights format; use .weights.h5, .keras, .h5 or .npz")
+    if not name.endswith(".npz") and not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    # ValueError: the porter's refusals, until it raises Refused
     try:
+        arrays = formats.read_npz(path) if name.endswith(".npz") else _read_keras_file(path)
         return check_keras_weights(arrays)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        msg = one_line(e)
+        raise Refused(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
 
 def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -> None:
     """Write ``.weights.h5`` (Keras 3 layout of the lesson's model, which
     ``model.load_weights`` accepts) or ``.npz``; atomically (temp file + rename)."""
-    from .atomic import atomic_path
-
     arrays = check_keras_weights(weights)
     path = Path(path)
     if path.name.endswith(".npz"):
@@ -210,8 +205,7 @@ def save_keras_weights(weights: Sequence[np.ndarray], path: str | os.PathLike) -
             np.savez(f, *arrays)
         return
     if not path.name.endswith(".weights.h5"):
-        raise ValueError(f"{path}: save as .weights.h5 or .npz")
-    import h5py
+        raise Refused(f"{path}: save as .weights.h5 or .npz")
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_group("vars").attrs["name"] = "functional"

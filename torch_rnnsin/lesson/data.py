@@ -9,19 +9,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..common.errors import Refused
+
 
 def as_series(values: np.ndarray, name: str = "values") -> np.ndarray:
-    """``values`` as a finite 1-D float64 array, or a ValueError naming the bad entry."""
+    """``values`` as a finite 1-D float64 array, or a Refused naming the bad entry."""
     try:
         values = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be numeric: {e}") from None
+        raise Refused(f"{name} must be numeric: {e}") from None
     if values.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D series, got shape {values.shape}")
+        raise Refused(f"{name} must be a 1-D series, got shape {values.shape}")
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} contains {values[i]} at index {i}; the series must be finite")
+        raise Refused(f"{name} contains {values[i]} at index {i}; the series must be finite")
     return values
 
 
@@ -37,11 +39,11 @@ def sine_wave(
     ``u_t ~ Uniform(-1, 1)``: the noise is on the phase, not added to the value.
     """
     if int(steps_per_cycle) != steps_per_cycle or steps_per_cycle < 1:
-        raise ValueError(f"steps_per_cycle must be an integer >= 1, got {steps_per_cycle!r}")
+        raise Refused(f"steps_per_cycle must be an integer >= 1, got {steps_per_cycle!r}")
     if int(number_of_cycles) != number_of_cycles or number_of_cycles < 1:
-        raise ValueError(f"number_of_cycles must be an integer >= 1, got {number_of_cycles!r}")
+        raise Refused(f"number_of_cycles must be an integer >= 1, got {number_of_cycles!r}")
     if not np.isfinite(random_factor) or random_factor < 0:
-        raise ValueError(f"random_factor must be a finite number >= 0, got {random_factor!r}")
+        raise Refused(f"random_factor must be a finite number >= 0, got {random_factor!r}")
     t = np.arange(int(steps_per_cycle) * int(number_of_cycles) + 1)
     phase = t * 2 * np.pi / steps_per_cycle
     rng = np.random.default_rng(seed)
@@ -54,7 +56,7 @@ def sine_wave(
 def split_series(values: np.ndarray, test_size: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """First ``int(len * (1 - test_size))`` points train, the rest test (no shuffling)."""
     if not (0.0 < test_size < 1.0):
-        raise ValueError(f"test_size must be in the open interval (0, 1), got {test_size!r}")
+        raise Refused(f"test_size must be in the open interval (0, 1), got {test_size!r}")
     values = np.asarray(values)
     ntr = int(len(values) * (1 - test_size))
     return values[:ntr], values[ntr:]
@@ -68,9 +70,9 @@ def make_windows(values: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarr
     """
     values = as_series(values)
     if int(seq_len) != seq_len or seq_len < 1:
-        raise ValueError(f"seq_len must be an integer >= 1, got {seq_len!r}")
+        raise Refused(f"seq_len must be an integer >= 1, got {seq_len!r}")
     if seq_len >= len(values):
-        raise ValueError(
+        raise Refused(
             f"seq_len {seq_len} leaves no window in a series of {len(values)} points "
             f"(needs seq_len <= {len(values) - 1})"
         )
@@ -102,15 +104,15 @@ def make_stream_chunks(
     """
     values = as_series(values).astype(np.float32)
     if int(seq_len) != seq_len or seq_len < 1:
-        raise ValueError(f"seq_len must be an integer >= 1, got {seq_len!r}")
+        raise Refused(f"seq_len must be an integer >= 1, got {seq_len!r}")
     if int(streams) != streams or streams < 1:
-        raise ValueError(f"streams must be an integer >= 1, got {streams!r}")
+        raise Refused(f"streams must be an integer >= 1, got {streams!r}")
     if targets not in ("last", "seq"):
-        raise ValueError(f"targets must be 'last' or 'seq', got {targets!r}")
+        raise Refused(f"targets must be 'last' or 'seq', got {targets!r}")
     S = len(values) // streams
     K = (S - 1) // seq_len
     if K < 1:
-        raise ValueError(
+        raise Refused(
             f"{streams} streams of {S} points leave no chunk of seq_len {seq_len} "
             f"(each stream needs at least seq_len + 1 = {seq_len + 1} points)"
         )

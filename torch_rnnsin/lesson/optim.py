@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 import torch
 
+from ..common.errors import Refused
+
 
 @torch.no_grad()
 def rmsprop_(
@@ -46,11 +48,11 @@ class KerasRMSprop(torch.optim.Optimizer):
         eps: float = 1e-7,
     ) -> None:
         if not (lr > 0 and lr < float("inf")):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+            raise Refused(f"lr must be a finite number > 0, got {lr!r}")
         if not (0.0 <= rho < 1.0):
-            raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+            raise Refused(f"rho must be in [0, 1), got {rho!r}")
         if not (eps >= 0):
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
+            raise Refused(f"eps must be >= 0, got {eps!r}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
         self._flat: dict | None = None
         ps = [p for g in self.param_groups for p in g["params"]]

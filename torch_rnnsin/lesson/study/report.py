@@ -8,11 +8,18 @@ import itertools
 import textwrap
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
+from ...common.atomic import atomic_path, write_text
+from ..convert import keras_to_torch
+from ..predict import predict_stateful, predict_stateless
 from .grid import PREDICT_MODES, TRAIN_MODES, StudyConfig
 from .groups import CONSTANT_LEVEL, study_series
 
+matplotlib.use("Agg")  # files only, no window
 MIN_CONVERGED = 0.95  # a learning rate qualifies when this share of its models converged
 
 
@@ -25,8 +32,6 @@ def choose_lrs(df, sweep: tuple[float, ...]):
     """Per (hidden, training mode): each swept lr's mean log10 validation loss and share
     of converged models; the chosen lr is the lowest loss among the lrs whose models
     converged (>= MIN_CONVERGED), or among all when none did. Test losses are never used."""
-    import pandas as pd
-
     m = models(df)
     m = m[m.lr.isin(sweep)].assign(log_val=np.log10(m.val_loss.clip(lower=1e-30)))
     table = (
@@ -219,7 +224,7 @@ def constant_lines(df, cfg: StudyConfig) -> list[str]:
             "The training data, not the optimizer, is the cause."
         )
     if unexplained:
-        other = pd_concat(unexplained)
+        other = pd.concat(unexplained)
         cells = sorted(
             {
                 (int(r.hidden), r.train_mode, int(r.seq_len), float(r.noise))
@@ -232,12 +237,6 @@ def constant_lines(df, cfg: StudyConfig) -> list[str]:
             f"{'; …' if len(cells) > 8 else ''})"
         )
     return lines
-
-
-def pd_concat(frames):
-    import pandas as pd
-
-    return pd.concat(frames)
 
 
 def summary_table(sel, hidden: int) -> list[str]:
@@ -278,16 +277,12 @@ def sweep_lines(table) -> list[str]:
 
 
 def frame(rows: list[dict], cfg: StudyConfig):
-    import pandas as pd
-
     df = pd.DataFrame([{k: v for k, v in r.items() if k != "weights"} for r in rows])
     return df
 
 
 def write_report(out: Path, cfg: StudyConfig, rows: list[dict], seconds: float) -> dict:
     """study.csv, sweep.csv, report.md and the two plots. Returns the chosen lrs."""
-    from ..atomic import atomic_path, write_text
-
     df = frame(rows, cfg)
     chosen, table = choose_lrs(df, cfg.lrs)
     df = mark_selected(df, chosen)
@@ -367,26 +362,14 @@ Test MSE, mean ± standard deviation over seeds, at the chosen learning rates.
     return chosen
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> None:
-    from ..atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    _plt().close(fig)
+    plt.close(fig)
 
 
 def plot_study(path: Path, sel, cfg: StudyConfig) -> None:
     """Mean test MSE against seq_len: a row per hidden size, a column per noise level."""
-    plt = _plt()
     hs, noises = sorted(sel.hidden.unique()), sorted(sel.noise.unique())
     fig, axes = plt.subplots(
         len(hs),
@@ -436,12 +419,8 @@ def plot_traces(path: Path, cfg: StudyConfig, rows: list[dict], chosen: dict) ->
     """The first 60 test points predicted both ways: seed 0 (or the first), seq_len 2
     (or the first), clean wave (or the lowest noise), each training mode, hidden sizes
     side by side, at the chosen learning rates."""
-    from ..convert import keras_to_torch
-    from ..predict import predict_stateful, predict_stateless
-
     L = 2 if 2 in cfg.seq_lens else cfg.seq_lens[0]
     noise, seed, hs = min(cfg.noises), cfg.seeds[0], sorted(cfg.hiddens)
-    plt = _plt()
     fig, axes = plt.subplots(
         len(cfg.train_modes),
         len(hs),

@@ -19,7 +19,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import torch
 
+from ..bptt import forward
+from ..convert import torch_to_keras
+from ..data import make_stream_chunks, make_windows, wave_parts
+from ..metrics import prediction_mse
+from ..model import SinRNN
+from . import trainer
 from .grid import StudyConfig
 
 CONSTANT_LEVEL = 0.9  # validation MSE >= this x the best constant's: "constant level"
@@ -27,8 +34,6 @@ CONSTANT_LEVEL = 0.9  # validation MSE >= this x the best constant's: "constant 
 
 def study_series(cfg: StudyConfig, noise: float, seed: int) -> tuple[np.ndarray, ...]:
     """The fitted, validation and test parts of one (noisy) series."""
-    from ..data import wave_parts
-
     train, test = wave_parts(cfg.steps_per_cycle, cfg.cycles, noise, seed, cfg.test_size)
     n_fit = cfg.parts()[0]
     return train[:n_fit], train[n_fit:], test
@@ -36,29 +41,17 @@ def study_series(cfg: StudyConfig, noise: float, seed: int) -> tuple[np.ndarray,
 
 def init_weights(seed: int, hidden: int) -> list[np.ndarray]:
     """The initial weights train.py draws for this seed (Keras defaults, torch RNG)."""
-    import torch
-
-    from ..convert import torch_to_keras
-    from ..model import SinRNN
-
     torch.manual_seed(seed)
     return torch_to_keras(SinRNN(hidden))
 
 
-def _stack(arrays) -> "torch.Tensor":  # noqa: F821, UP037 - torch imported lazily
-    import torch
-
+def _stack(arrays) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
 
 
 def predictions(model, values: list[np.ndarray], seq_len: int) -> dict[str, np.ndarray]:
     """Both prediction modes of every model on its own series (all of one length),
     aligned with the series as ``predict`` does: {mode: (M, n)}, NaN where none."""
-    import torch
-
-    from ..bptt import forward
-    from ..data import make_windows
-
     M, n = len(values), len(values[0])
     X = _stack([make_windows(v, seq_len)[0][:, :, 0] for v in values])  # (M, n-L, L)
     stateless = np.full((M, n), np.nan, np.float32)
@@ -80,12 +73,6 @@ def train_group(
     cfg: StudyConfig, hidden: int, seq_len: int, train_mode: str, members: list[tuple]
 ) -> list[dict]:
     """Train every (noise, seed, lr) of one shape together; score each model alone."""
-    import torch
-
-    from ..data import make_stream_chunks, make_windows
-    from ..metrics import prediction_mse
-    from . import trainer
-
     torch.set_num_threads(1)
     t0, cpu0 = time.perf_counter(), time.process_time()
     parts = [study_series(cfg, noise, seed) for noise, seed, _ in members]
@@ -107,7 +94,7 @@ def train_group(
             perms = {s: torch.randperm(N, generator=g) for s, g in gens.items()}
             order = torch.stack([perms[int(s)] for s in seeds[rows]])  # (m, N)
             Xe, ye = X[rows[:, None], order], y[rows[:, None], order]  # shuffled, (m, N, L)
-            return trainer.stateless_epoch(batch, Xe, ye, cfg.batch_size, lr)
+            return trainer.batch_stateless_epoch(batch, Xe, ye, cfg.batch_size, lr)
 
         def val_loss(batch, rows):
             return trainer.windows_loss(batch, Xv[rows], yv[rows])
@@ -124,7 +111,7 @@ def train_group(
         spread = [_targets_spread(t, fit) for (_, t), (fit, _, _) in zip(ch, parts, strict=True)]
 
         def epoch(batch, lr, rows):
-            return trainer.stateful_epoch(batch, X[rows], y[rows], every, lr)
+            return trainer.batch_stateful_epoch(batch, X[rows], y[rows], every, lr)
 
         def val_loss(batch, rows):
             return trainer.chunks_loss(batch, Xv[rows], yv[rows], every)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...common.errors import Refused
 from ..bptt import forward, loss_and_grads
 from ..convert import check_keras_weights
 from ..optim import rmsprop_
@@ -38,7 +39,7 @@ class ModelBatch:
         ws = [check_keras_weights(w) for w in weights]
         H = ws[0][0].shape[1]
         if any(w[0].shape[1] != H for w in ws):
-            raise ValueError("a ModelBatch holds models of one hidden size")
+            raise Refused("a ModelBatch holds models of one hidden size")
         rows = [np.concatenate([a.reshape(-1) for a in w]) for w in ws]
         self.flat = torch.tensor(np.stack(rows), dtype=torch.float32, device=device)  # (M, P)
         self.velocity = torch.zeros_like(self.flat)  # RMSprop's, one per weight
@@ -78,7 +79,7 @@ class ModelBatch:
         return loss, h
 
 
-def stateless_epoch(
+def batch_stateless_epoch(
     model: ModelBatch,
     X: torch.Tensor,
     y: torch.Tensor,
@@ -100,7 +101,7 @@ def stateless_epoch(
     return total / N
 
 
-def stateful_epoch(
+def batch_stateful_epoch(
     model: ModelBatch, X: torch.Tensor, y: torch.Tensor, every_step: bool, lr: torch.Tensor
 ) -> torch.Tensor:
     """X (M, K, B, L); y (M, K, B, 1), or (M, K, B, L) with ``every_step``. The state
@@ -201,10 +202,8 @@ def fit(
             keep = active[rows]
             batch = batch.subset(keep)
             rows = rows[keep]
-    if val_loss is None:
+    if val_loss is None:  # no model left the batch: it is ``model``, on its last weights
         best = torch.full((M,), float("nan"))
-        if batch is not model:
-            model.flat[rows] = batch.flat
     else:
         model.flat.copy_(best_w)
     return Outcome(

@@ -1,4 +1,4 @@
-"""ONNX export that keeps the state. Sub-command ``export``.
+"""ONNX export that keeps the state (the ``export`` command's library).
 
 ONNX Runtime keeps nothing between calls, so the recurrent state is part of the graph:
 
@@ -18,91 +18,31 @@ Every file is checked in onnxruntime against torch before it is written.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import functools
+import copy
+import io
 import os
 import warnings
 from pathlib import Path
 
-from .atomic import check_new_file
+import numpy as np
+import torch
+from torch import nn
 
-DEFAULT_OPSET = 17
-OPSETS = range(14, 21)  # 14: ONNX's RNN ops as torch writes them; 20: the exporter's newest
-TOLERANCE = 1e-5
+from ..common.atomic import atomic_path, check_new_file
+from ..common.errors import TOLERANCE, Refused, one_line
+from ..port.modules import GRUResetBefore
+from . import DEFAULT_OPSET, OPSETS
 
-
-class OnnxMissingError(ImportError, ValueError):
-    """onnx or onnxruntime is not installed (a ValueError too, so the CLI prints one line)."""
-
-
-def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "src", metavar="IN", help="a Keras model file, a lesson weights file or a run folder"
-    )
-    p.add_argument("dst", metavar="OUT", help="the .onnx file to write (must not exist)")
-    p.add_argument(
-        "--arch", metavar="FILE", default=None, help="architecture for a bare .weights.h5"
-    )
-    p.add_argument(
-        "--opset",
-        type=int,
-        default=DEFAULT_OPSET,
-        metavar="N",
-        help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})",
-    )
+try:  # the 'onnx' extra: without it, require_onnx() refuses in one line
+    import onnx
+    import onnxruntime as ort
+except ImportError:
+    onnx = ort = None
 
 
-def run_export(args: argparse.Namespace) -> int:
-    dst = Path(args.dst)
-    check_new_file(dst, "export")
-    check_opset(args.opset)
-    require_onnx()
-    model = load_model(args.src, args.arch)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        export_onnx(model, dst, opset=args.opset)
-    for w in caught:
-        print(f"note: {w.message}")
-    print(describe(dst))
-    return 0
-
-
-# --- loading what IN names -----------------------------------------------------
-
-
-def load_model(src: str | os.PathLike, arch: str | os.PathLike | None = None):
-    """The torch model behind IN: a run folder or a lesson weights file (``.npz``, or a
-    ``.weights.h5`` without ``arch``) gives the lesson's ``SinRNN``; any other model file
-    goes through ``load_keras_model``."""
-    from .checks import RUN_WEIGHTS
-    from .convert import keras_to_torch, load_keras_weights
-
-    src = Path(src)
-    name = src.name.lower()
-    if src.is_dir():
-        if arch is not None:
-            raise ValueError(f"--arch {arch}: a run folder ({src}) holds the lesson model")
-        weights = src / RUN_WEIGHTS
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f"{src}: not a finished run folder (no {RUN_WEIGHTS}, its final weights)"
-            )
-        return keras_to_torch(load_keras_weights(weights))
-    if not src.is_file():
-        raise FileNotFoundError(f"IN not found: {src}")
-    if name.endswith(".npz") or (name.endswith(".weights.h5") and arch is None):
-        if arch is not None:
-            raise ValueError(f"--arch {arch}: only a bare .weights.h5 takes an architecture")
-        try:
-            return keras_to_torch(load_keras_weights(src))
-        except ValueError as e:
-            hint = "; another model's .weights.h5 needs --arch (its .keras or config .json)"
-            hint = hint if name.endswith(".h5") else ""
-            raise ValueError(f"{e}{hint}") from None
-    from .port.model import load_keras_model
-
-    return load_keras_model(src, arch=arch)
+class OnnxMissingError(ImportError, Refused):
+    """onnx or onnxruntime is not installed (a Refused too, so the CLI prints one line)."""
 
 
 # --- the export ----------------------------------------------------------------
@@ -122,7 +62,7 @@ def require_onnx() -> None:
 
 def check_opset(opset: int) -> None:
     if opset not in OPSETS:
-        raise ValueError(f"opset {opset}: supported {OPSETS.start}..{OPSETS.stop - 1}")
+        raise Refused(f"opset {opset}: supported {OPSETS.start}..{OPSETS.stop - 1}")
 
 
 def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> Path:
@@ -131,23 +71,15 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
 
     ``model`` is the lesson's ``SinRNN`` or a ported model (``state_sizes``, ``streamable``,
     ``forward(x, state=None, return_state=False)``). Returns the path written."""
-    import copy
-    import io
-
-    import onnx
-    import torch
-
-    from .atomic import atomic_path
-
     path = Path(path)
     check_new_file(path, "export")
     check_opset(opset)
     require_onnx()
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"model: expected a torch nn.Module, got {type(model).__name__}")
+        raise Refused(f"model: expected a torch nn.Module, got {type(model).__name__}")
     dtypes = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
     if dtypes:
-        raise ValueError(f"model: parameters must be float32, got {dtypes}; use model.float()")
+        raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
     # A CPU copy in eval mode: the caller's model is left as it was, wherever it was.
     graph = streaming(copy.deepcopy(model).cpu().eval())
     x, states = graph.example(batch=2, length=3)
@@ -177,15 +109,14 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
                 dynamo=False,
             )
     except Exception as e:  # any exporter failure: one line, nothing written
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{graph.kind}: torch's ONNX exporter failed ({first})") from None
+        raise Refused(f"{graph.kind}: torch's ONNX exporter failed ({one_line(e)})") from None
     proto = onnx.load_from_string(buf.getvalue())
     onnx.helper.set_model_props(proto, graph.metadata())
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     worst = check_against_torch(graph, data)
     if worst > TOLERANCE:
-        raise ValueError(
+        raise Refused(
             f"{graph.kind}: the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); "
             "not written"
         )
@@ -201,89 +132,72 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     return path
 
 
-@functools.cache
-def _streaming_class():
-    """The wrapper is an nn.Module, defined on first use so that importing this file (the
-    CLI's ``--help``) does not import torch."""
-    import torch
-    from torch import nn
+class Streaming(nn.Module):
+    """``(x, *states) -> (*ys, *states)``: the graph's signature around a model with the
+    ported models' interface (``state_sizes``, ``streamable``,
+    ``forward(x, state=None, return_state=False)``; the lesson's ``SinRNN`` has it too)."""
 
-    from .model import SinRNN
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        missing = [a for a in ("state_sizes", "streamable") if not hasattr(model, a)]
+        if missing:
+            raise Refused(
+                f"{type(model).__name__}: not a SinRNN or a ported model (no "
+                f"{', '.join(missing)}); load it with load_keras_model"
+            )
+        self.kind = type(model).__name__
+        self.streamable = bool(model.streamable)
+        self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
+        self.features = input_features(model)
+        self.stateless_layers = [
+            f"{getattr(b, 'keras_class', type(b).__name__)} {getattr(b, 'keras_name', '')!r}"
+            for b in getattr(model, "layers", [])
+            if not getattr(b, "streamable", True)
+        ]
 
-    class _Streaming(nn.Module):
-        """``(x, *states) -> (*ys, *states)``: the graph's signature around either model."""
+    def forward(self, x: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not self.streamable:
+            ys = self.model(x)
+            return tuple(ys) if isinstance(ys, list | tuple) else (ys,)
+        ys, new = self.model(x, state=list(states), return_state=True)
+        ys = tuple(ys) if isinstance(ys, list | tuple) else (ys,)
+        return (*ys, *new)
 
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-            if isinstance(model, SinRNN):
-                self.kind, self.sizes, self.streamable = "SinRNN", [model.hidden_size], True
-                self.features = model.input_size
-            else:
-                missing = [a for a in ("state_sizes", "streamable") if not hasattr(model, a)]
-                if missing:
-                    raise ValueError(
-                        f"{type(model).__name__}: not a SinRNN or a ported model (no "
-                        f"{', '.join(missing)}); load it with load_keras_model"
-                    )
-                self.kind = type(model).__name__
-                self.streamable = bool(model.streamable)
-                self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
-                self.features = input_features(model)
-            self.stateless_layers = [
-                f"{getattr(b, 'keras_class', type(b).__name__)} {getattr(b, 'keras_name', '')!r}"
-                for b in getattr(model, "layers", [])
-                if not getattr(b, "streamable", True)
-            ]
+    def example(
+        self, batch: int, length: int, seed: int = 0
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Random x (B, T, F) in [-1, 1] and states (B, H_k) in [-0.5, 0.5] (CPU)."""
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(batch, length, self.features, generator=g) * 2 - 1
+        return x, [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
 
-        def forward(self, x: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            if isinstance(self.model, SinRNN):
-                y, h = self.model(x, states[0])  # (B, 1), (B, H)
-                return y, h
-            if not self.streamable:
-                ys = self.model(x)
-                return tuple(ys) if isinstance(ys, list | tuple) else (ys,)
-            ys, new = self.model(x, state=list(states), return_state=True)
-            ys = tuple(ys) if isinstance(ys, list | tuple) else (ys,)
-            return (*ys, *new)
+    def why(self) -> str:
+        """Which layers have no state to carry (Bidirectional or go_backwards)."""
+        named = f" ({', '.join(self.stateless_layers)})" if self.stateless_layers else ""
+        return f"Bidirectional or go_backwards layers{named}"
 
-        def example(self, batch: int, length: int, seed: int = 0):
-            """Random x (B, T, F) in [-1, 1] and states (B, H_k) in [-0.5, 0.5] (CPU)."""
-            g = torch.Generator().manual_seed(seed)
-            x = torch.rand(batch, length, self.features, generator=g) * 2 - 1
-            return x, [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
-
-        def why(self) -> str:
-            """Which layers have no state to carry (Bidirectional or go_backwards)."""
-            named = f" ({', '.join(self.stateless_layers)})" if self.stateless_layers else ""
-            return f"Bidirectional or go_backwards layers{named}"
-
-        def metadata(self) -> dict[str, str]:
-            if self.streamable:
-                state = "kept: feed state_out_<k> back as state_in_<k>; zeros start a sequence"
-            else:
-                state = (
-                    f"none: {self.why()} read the whole sequence; every call starts from the "
-                    "zero state"
-                )
-            return {
-                "torch_rnnsin.model": self.kind,
-                "torch_rnnsin.state": state,
-                "torch_rnnsin.state_sizes": ",".join(str(h) for h in self.sizes),
-            }
-
-    return _Streaming
+    def metadata(self) -> dict[str, str]:
+        if self.streamable:
+            state = "kept: feed state_out_<k> back as state_in_<k>; zeros start a sequence"
+        else:
+            state = (
+                f"none: {self.why()} read the whole sequence; every call starts from the zero state"
+            )
+        return {
+            "torch_rnnsin.model": self.kind,
+            "torch_rnnsin.state": state,
+            "torch_rnnsin.state_sizes": ",".join(str(h) for h in self.sizes),
+        }
 
 
-def streaming(model):
+def streaming(model: nn.Module) -> Streaming:
     """``model`` wrapped with the graph's signature ``(x, *states) -> (*ys, *states)``."""
-    return _streaming_class()(model)
+    return Streaming(model)
 
 
 def input_features(model) -> int:
     """F of a ported model: its ``input_shape`` (T, F), else its first recurrent layer's."""
-    from torch import nn
-
     shape = getattr(model, "input_shape", None)
     if shape:
         return int(shape[-1])
@@ -292,16 +206,12 @@ def input_features(model) -> int:
             return int(m.input_size)
         if hasattr(m, "input_size"):
             return int(m.input_size)
-    raise ValueError(f"{type(model).__name__}: no recurrent layer found to read F from")
+    raise Refused(f"{type(model).__name__}: no recurrent layer found to read F from")
 
 
 def check_against_torch(graph, data: bytes) -> float:
     """Largest |onnx - torch| (relative above 1) on shapes other than the traced one:
     batch 1 and 3, lengths 1 and 7."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     worst = 0.0
     for seed, (batch, length) in enumerate([(3, 7), (1, 1)], start=1):
@@ -322,8 +232,6 @@ def quiet_exporter():
     """The TorchScript exporter's notices (its deprecation, tracing of nn.RNN's own shape
     checks, batch-size hints for packed sequences) say nothing about this graph, which
     ``check_against_torch`` tests on other shapes."""
-    import torch
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -336,10 +244,8 @@ def quiet_exporter():
 def custom_cells(model):
     """While exporting, each reset-before GRU (Keras ``reset_after=False``) runs as one ONNX
     GRU op with ``linear_before_reset=0`` instead of its Python loop over time."""
-    from .port.modules import GRUResetBefore
-
     cells = [m for m in model.modules() if isinstance(m, GRUResetBefore)]
-    apply = _gru_reset_before_function().apply
+    apply = GRUResetBeforeOp.apply
     for cell in cells:
         cell.forward = lambda x, h0=None, cell=cell: apply(x, h0, cell, *cell.parameters())
     try:
@@ -349,29 +255,23 @@ def custom_cells(model):
             del cell.forward  # the class's own forward again
 
 
-def _gru_reset_before_function():
+class GRUResetBeforeOp(torch.autograd.Function):
     """An autograd Function whose ONNX form is the GRU op; its torch form is the cell's own
     loop (run while tracing, so the traced values are the cell's)."""
-    import torch
 
-    class GRUResetBeforeOp(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, h0, cell, *parameters):  # x (B, T, F), h0 (1, B, H) or None
-            # The parameters are inputs only so that the tracer knows them.
-            return type(cell).forward(cell, x, h0)  # (B, T, H), (1, B, H)
+    @staticmethod
+    def forward(ctx, x, h0, cell, *parameters):  # x (B, T, F), h0 (1, B, H) or None
+        # The parameters are inputs only so that the tracer knows them.
+        return type(cell).forward(cell, x, h0)  # (B, T, H), (1, B, H)
 
-        @staticmethod
-        def symbolic(g, x, h0, cell, *parameters):
-            return gru_reset_before_onnx(g, x, h0, cell)
-
-    return GRUResetBeforeOp
+    @staticmethod
+    def symbolic(g, x, h0, cell, *parameters):
+        return gru_reset_before_onnx(g, x, h0, cell)
 
 
 def gru_reset_before_onnx(g, x, h0, cell):
     """ONNX's GRU (gates z, r, h; ``linear_before_reset=0``) from the cell's nn.GRU-style
     rows r, z, n: W = [W_z; W_r; W_n], R likewise, bias = [b_ih reordered; zeros]."""
-    import torch
-
     H = cell.hidden_size
 
     def zrn(t: torch.Tensor) -> torch.Tensor:  # rows r, z, n -> z, r, n
@@ -402,8 +302,6 @@ def _is_none(value) -> bool:
 
 def describe(path: str | os.PathLike) -> str:
     """What a written file takes and gives, e.g. ``x [batch, time, 1]``, and its state note."""
-    import onnx
-
     proto = onnx.load(str(path))
 
     def shape(v) -> str:

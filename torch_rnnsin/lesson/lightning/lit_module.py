@@ -15,9 +15,9 @@ import math
 import lightning.pytorch as pl
 import torch
 
-from .model import SinRNN
-from .optim import KerasRMSprop
-from .training import mse, stateful_epoch, stateless_epoch
+from ..model import SinRNN
+from ..optim import KerasRMSprop
+from ..training import mse, stateful_epoch, stateless_epoch
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,10 +75,6 @@ class SinRNNModule(pl.LightningModule):
         epoch = self.current_epoch + 1
         if epoch % self.trainer.log_every_n_steps == 0 or epoch == self.trainer.max_epochs:
             self.log_dict({"loss": loss, "val_loss": val_loss}, prog_bar=True, on_step=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        X, y = batch
-        self.log("val_loss", mse(self.model, X, y))
 
     # Everything a resumed run needs beyond weights, optimizer and loop counters.
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..common.errors import Refused
 from .bptt import loss_and_grads
 from .model import SinRNN
 
@@ -80,7 +81,7 @@ def train_step(
         optimizer.step()
         return loss[0], h[0]
     if grads != "autograd":
-        raise ValueError(f"grads {grads!r}: must be one of {', '.join(GRADS)}")
+        raise Refused(f"grads {grads!r}: must be one of {', '.join(GRADS)}")
     optimizer.zero_grad(set_to_none=True)
     if every_step:
         pred, _, h = model.forward_sequence(x, h0)  # (b, L, 1), _, (b, H)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import PRIVATE, remove_stale_temps, write_json
+from .errors import Refused
 
 MARKER = "run.json"
 LOCK = "lock"
@@ -44,10 +45,10 @@ def folder_arg(text: str) -> Path:
 def check_out_path(out: Path, flag: str = "--out") -> None:
     """A name a folder can have, at a place where one can be created."""
     if len(os.fsencode(str(out.absolute()))) >= PATH_MAX:
-        raise ValueError(f"{flag} {str(out)[:40]}…: the path is longer than {PATH_MAX} bytes")
+        raise Refused(f"{flag} {str(out)[:40]}…: the path is longer than {PATH_MAX} bytes")
     for part in out.parts:
         if len(os.fsencode(part)) > NAME_MAX:
-            raise ValueError(
+            raise Refused(
                 f"{flag} {part[:40]}…: a name of {len(os.fsencode(part))} bytes; at most {NAME_MAX}"
             )
     try:
@@ -55,36 +56,36 @@ def check_out_path(out: Path, flag: str = "--out") -> None:
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
-            raise ValueError(f"{flag} {out}: {parent} is not a folder")
+            raise Refused(f"{flag} {out}: {parent} is not a folder")
         if out.exists() and not out.is_dir():
-            raise ValueError(f"{flag} {out}: exists and is not a folder")
+            raise Refused(f"{flag} {out}: exists and is not a folder")
     except OSError as e:
-        raise ValueError(f"{flag} {out}: {e.strerror}") from None
+        raise Refused(f"{flag} {out}: {e.strerror}") from None
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {out}: cannot create a folder under {parent} (not writable)")
+        raise Refused(f"{flag} {out}: cannot create a folder under {parent} (not writable)")
 
 
 def check_out_contents(out: Path, resume: bool, flag: str = "--out") -> None:
     """New, empty, or ours: then ``--resume`` continues it, or it holds nothing yet."""
     if not out.exists():
         if resume:
-            raise ValueError(f"--resume: {flag} {out} does not exist; no run to continue")
+            raise Refused(f"--resume: {flag} {out} does not exist; no run to continue")
         return
     try:
         entries = sorted(e for e in os.listdir(out) if e != PRIVATE)
     except OSError as e:
-        raise ValueError(f"{flag} {out}: cannot list the folder ({e.strerror})") from None
+        raise Refused(f"{flag} {out}: cannot list the folder ({e.strerror})") from None
     if not is_run_folder(out):
         if entries:
-            raise ValueError(
+            raise Refused(
                 f"{flag} {out}: holds files that are not a run's ({_shown(entries)}); "
                 "choose a new or empty folder"
             )
         if resume:
-            raise ValueError(f"--resume: {flag} {out} is empty; no run to continue")
+            raise Refused(f"--resume: {flag} {out} is empty; no run to continue")
         return
     if entries and not resume:
-        raise ValueError(
+        raise Refused(
             f"{flag} {out}: already holds a run ({_shown(entries)}); "
             "add --resume to continue it, or choose another folder"
         )
@@ -126,7 +127,7 @@ def _make_folder(out: Path, flag: str) -> list[Path]:
     except OSError as e:
         for d in reversed(created):
             d.rmdir()
-        raise ValueError(f"{flag} {out}: cannot create the folder ({e.strerror})") from None
+        raise Refused(f"{flag} {out}: cannot create the folder ({e.strerror})") from None
     return created
 
 
@@ -156,7 +157,7 @@ def open_run_folder(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             created, new_private = [], False  # the folder is the other process's: touch nothing
-            raise ValueError(
+            raise Refused(
                 f"{flag} {out}: {_lock_holder(private / LOCK)} is writing this run folder; "
                 "wait for it to finish or choose another folder"
             ) from None

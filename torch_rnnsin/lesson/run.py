@@ -1,99 +1,41 @@
-"""A training run end to end: checks, Lightning fit (or resume), evaluation of both
-prediction modes, and the run folder. I/O lives here; the maths elsewhere."""
+"""A training run end to end: Lightning fit (or resume), evaluation of both prediction
+modes, and the run folder's files. The checks that can refuse a run are in
+``preflight``; the maths elsewhere. The ``train`` command calls ``train_in``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
 import os
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .args import add_config_args, config_from, given
-from .atomic import atomic_path, write_json, write_text
-from .checks import CHECKPOINT, RUN_WEIGHTS, RunError, check_unused, prepare, read_weights
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+
+from ..common.atomic import atomic_path, write_json, write_text
+from ..common.errors import Refused, one_line
+from ..common.runfolder import open_run_folder
 from .config import TrainConfig
-from .runfolder import folder_arg, new_default_folder, open_run_folder
-
-if TYPE_CHECKING:
-    import numpy as np
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_args(p)
-    p.add_argument(
-        "--out",
-        type=folder_arg,
-        default=None,
-        metavar="DIR",
-        help="run folder: new, empty, or a run's own (default: runs/<timestamp>)",
-    )
-    p.add_argument(
-        "--init-keras",
-        metavar="PATH",
-        default=None,
-        help="initial weights in Keras order: .weights.h5, .keras or .npz",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
-    p.add_argument(
-        "--keras", action="store_true", help="run 'compare' instead: Keras vs torch vs NumPy"
-    )
-    p.add_argument(
-        "--keras-model", metavar="FILE", default=None, help="with --keras: Keras weights to compare"
-    )
+from .convert import keras_to_torch, save_keras_weights, torch_to_keras
+from .lightning.callbacks import AtomicCheckpoint, EpochProgress
+from .lightning.datamodule import SineDataModule
+from .lightning.lit_module import SinRNNModule
+from .metrics import prediction_mse
+from .plots import plot_run
+from .predict import predict_stateful, predict_stateless
+from .preflight import CHECKPOINT, RUN_WEIGHTS
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """The ``train`` command: 0 done, 1 the loss became NaN/inf, 2 refused, 130 interrupted."""
-    typed = given(args)
-    cfg = config_from(args)
-    if args.keras_model is not None:
-        raise RunError("--keras-model: only read by the comparison; add --keras (or run compare)")
-    if args.resume and args.out is None:
-        raise RunError("--resume needs --out DIR, the run to continue")
-    if args.resume and args.init_keras is not None:
-        raise RunError(
-            "--init-keras: not read with --resume (a resumed run continues from its checkpoint)"
-        )
-    check_unused(cfg, typed)
-    init = None
-    if args.init_keras is not None:
-        init, cfg = read_weights("--init-keras", args.init_keras, cfg, "hidden" in typed)
-    ckpt = prepare(cfg, args.out, args.resume)
-    out = args.out if args.out is not None else new_default_folder(Path("runs"))
-    with open_run_folder(out, resume=ckpt is not None):  # before any heavy import
-        from .lit_module import NonFiniteLossError
-
-        try:
-            metrics = _train_in(cfg, out, init, ckpt, None)
-        except NonFiniteLossError as e:
-            kept = out / CHECKPOINT
-            kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
-            sys.stderr.write(f"error: {e}{kept}\n")
-            return 1
-        except KeyboardInterrupt:
-            if (out / CHECKPOINT).exists():
-                then = (
-                    f"its checkpoint is kept; continue with the same flags and --out {out} --resume"
-                )
-            else:
-                then = f"before its first checkpoint; start it again with the same --out {out}"
-            sys.stderr.write(f"\ninterrupted; {then}\n")
-            return 130
-    print(summary_table(metrics, out))
-    return 0
-
-
-def _quiet_lightning() -> None:
-    """Before Lightning is imported: no start-up banners or deprecation noise."""
-    import warnings
-
+def quiet_lightning() -> None:
+    """No start-up banners or deprecation noise from Lightning."""
     warnings.filterwarnings("ignore", message=".*treespec.*deprecated.*")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -101,11 +43,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
 
 
-def make_trainer(cfg: TrainConfig, out: Path, progress: bool):
-    import lightning.pytorch as pl
-
-    from .callbacks import AtomicCheckpoint, EpochProgress
-
+def make_trainer(cfg: TrainConfig, out: Path, progress: bool) -> pl.Trainer:
     callbacks = [
         AtomicCheckpoint(out / CHECKPOINT, every_s=float(os.environ.get("RNNSIN_CKPT_EVERY_S", 5)))
     ]
@@ -120,7 +58,7 @@ def make_trainer(cfg: TrainConfig, out: Path, progress: bool):
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_val_batches=0,  # val_loss is measured inside each training step
+        limit_val_batches=0,  # no validation loop: val_loss is measured in each training step
         callbacks=callbacks,
         default_root_dir=str(out),
     )
@@ -135,9 +73,6 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 def write_predictions(path: Path, values: np.ndarray, preds: dict) -> None:
-    import numpy as np
-    import pandas as pd
-
     (sl, hsl), (sf, hsf) = preds["stateless"], preds["stateful"]
     cols = {"t": np.arange(len(values)), "value": values, "stateless": sl, "stateful": sf}
     for j in range(hsl.shape[1]):
@@ -157,23 +92,18 @@ def train_run(
     """Train (or resume), evaluate both prediction modes on the test part, write the run
     folder, which is created (or reopened to resume) and locked for the run's length."""
     with open_run_folder(out, resume=ckpt is not None):
-        return _train_in(cfg, out, init_weights, ckpt, progress)
+        return train_in(cfg, out, init_weights, ckpt, progress)
 
 
-def _train_in(cfg, out, init_weights, ckpt, progress) -> dict:
-    _quiet_lightning()
-    import signal
-
-    import numpy as np
-    import torch
-
-    from .convert import keras_to_torch, save_keras_weights, torch_to_keras
-    from .datamodule import SineDataModule
-    from .lit_module import SinRNNModule
-    from .metrics import prediction_mse
-    from .plots import plot_run
-    from .predict import predict_stateful, predict_stateless
-
+def train_in(
+    cfg: TrainConfig,
+    out: Path,
+    init_weights: list[np.ndarray] | None = None,
+    ckpt: Path | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """``train_run`` in a run folder the caller has opened (and holds the lock of)."""
+    quiet_lightning()
     torch.set_num_threads(1)  # faster than 2 at this size (per-op overhead dominates)
     progress = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
@@ -202,8 +132,7 @@ def _train_in(cfg, out, init_weights, ckpt, progress) -> dict:
         raise
     except Exception as e:
         if ckpt is not None and not saver.started:  # the checkpoint could not be restored
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RunError(f"{ckpt}: cannot resume from it ({first})") from None
+            raise Refused(f"{ckpt}: cannot resume from it ({one_line(e)})") from None
         raise
     seconds = time.perf_counter() - t0
 

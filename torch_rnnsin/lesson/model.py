@@ -6,6 +6,10 @@
 Keras's SimpleRNN has one bias where ``nn.RNN`` has two (``bias_ih``,
 ``bias_hh``); ``bias_hh`` is kept at zero and frozen so that the trainable
 parameters are exactly Keras's: ``H + H*H + H + H + 1`` (5 at H = 1).
+
+It also speaks the ported model's streaming interface (``streamable``, ``state_sizes``,
+``forward(x, state=[h], return_state=True) -> (y, [h])``), which is what
+``torch_rnnsin.export_onnx`` calls, so the exporter needs no lesson code.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ import math
 import torch
 from torch import nn
 
+from ..common.errors import Refused
+
 
 class SinRNN(nn.Module):
+    streamable = True  # one state, carried from call to call
+
     def __init__(self, hidden_size: int = 1, input_size: int = 1) -> None:
         super().__init__()
         if int(hidden_size) != hidden_size or hidden_size < 1:
-            raise ValueError(f"hidden_size must be an integer >= 1, got {hidden_size!r}")
+            raise Refused(f"hidden_size must be an integer >= 1, got {hidden_size!r}")
         self.hidden_size = int(hidden_size)
         self.input_size = int(input_size)
         self.rnn = nn.RNN(input_size, hidden_size, batch_first=True)
@@ -42,16 +50,30 @@ class SinRNN(nn.Module):
         self.dense.weight.uniform_(-limit, limit)
         self.dense.bias.zero_()
 
+    @property
+    def state_sizes(self) -> list[int]:
+        """The size of each state tensor (the ported models' interface): [H]."""
+        return [self.hidden_size]
+
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        *,
+        state: list[torch.Tensor] | None = None,
+        return_state: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
         """x: (B, T, 1), h0: (B, H) or None for the zero state.
 
         Returns the prediction from the last state, (B, 1), and that state, (B, H).
+        The ported models' form: ``state=[h0]`` in, ``return_state=True`` gives the
+        state as the list ``[h]``.
         """
+        if state is not None:
+            h0 = state[0]
         _out, h = self.rnn(x, None if h0 is None else h0.unsqueeze(0))  # (B, T, H), (1, B, H)
         h = h.squeeze(0)  # (B, H)
-        return self.dense(h), h
+        return self.dense(h), [h] if return_state else h
 
     def forward_sequence(
         self, x: torch.Tensor, h0: torch.Tensor | None = None

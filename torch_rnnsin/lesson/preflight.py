@@ -1,45 +1,30 @@
-"""Everything that can refuse a command's input, checked before anything is created:
-the settings, flags the run would not read, weight files, ``--out``, and the
-checkpoint a ``--resume`` continues. Each refusal is a ``ValueError`` of one line
-naming the bad value and what is allowed."""
+"""Everything that can refuse a training run or a comparison, checked before anything
+is created: the settings, the device, weight files, ``--out``, and the checkpoint a
+``--resume`` continues. Each refusal is a ``Refused`` of one line naming the bad value
+and what is allowed. (The light checks, settings and flags, are in ``config``.)"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from .args import flag
+import torch
+
+from ..common.errors import Refused, one_line
+from ..common.runfolder import check_out_contents, check_out_path
 from .config import TrainConfig, validate
-from .runfolder import check_out_contents, check_out_path
+from .convert import load_keras_weights
+from .model import SinRNN
 
 CHECKPOINT = "last.ckpt"
 RUN_WEIGHTS = "keras_weights.npz"  # a finished run's final weights, in Keras order
 # Settings a resumed run may change: where it runs and how long.
 RESUMABLE_CHANGES = ("accelerator", "epochs")
-# Settings only one training mode reads: given with the other, they are refused.
-MODE_ONLY = {"stateless": ("streams", "targets"), "stateful": ("batch_size", "shuffle")}
-
-
-class RunError(ValueError):
-    """A bad setting or file, found before anything is written."""
 
 
 def check_accelerator(name: str) -> None:
-    if name == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RunError("--accelerator 'gpu': no CUDA GPU is available here; use cpu or auto")
-
-
-def check_unused(cfg: TrainConfig, typed: set[str]) -> None:
-    """A setting the chosen training mode does not read is refused, not ignored."""
-    for name in MODE_ONLY.get(cfg.train_mode, ()):
-        if name in typed:
-            other = "stateful" if cfg.train_mode == "stateless" else "stateless"
-            raise RunError(
-                f"{flag(name)}: only read by --train-mode {other} (this run is {cfg.train_mode})"
-            )
+    if name == "gpu" and not torch.cuda.is_available():
+        raise Refused("--accelerator 'gpu': no CUDA GPU is available here; use cpu or auto")
 
 
 def read_weights(
@@ -47,27 +32,25 @@ def read_weights(
 ) -> tuple[list, TrainConfig]:
     """The five arrays of a weights file, and the config with its hidden size: the file's
     when ``--hidden`` was not given, else the file must match it."""
-    from .convert import load_keras_weights
-
     p = Path(path)
     try:
         if not p.exists():
-            raise RunError(f"{option} {path}: no such file")
+            raise Refused(f"{option} {path}: no such file")
         if not p.is_file():
             kind = "a folder" if p.is_dir() else "not a file one can read whole"
-            raise RunError(f"{option} {path}: not a regular file ({kind})")
+            raise Refused(f"{option} {path}: not a regular file ({kind})")
     except OSError as e:  # a name too long, a loop of links, ...
-        raise RunError(f"{option} {path[:60]}: {e.strerror}") from None
+        raise Refused(f"{option} {path[:60]}: {e.strerror}") from None
     try:
         weights = load_keras_weights(p)
     except (ValueError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RunError(msg if path in msg else f"{option} {path}: {msg}") from None
+        msg = one_line(e)
+        raise Refused(msg if path in msg else f"{option} {path}: {msg}") from None
     hidden = int(weights[0].shape[1])
     if not hidden_given:
         return weights, dataclasses.replace(cfg, hidden=hidden)
     if hidden != cfg.hidden:
-        raise RunError(
+        raise Refused(
             f"{option} {path}: the weights have hidden size {hidden}, "
             f"but --hidden {cfg.hidden} was given"
         )
@@ -76,23 +59,17 @@ def read_weights(
 
 def load_checkpoint(path: Path) -> dict:
     """A Lightning checkpoint, loaded without unpickling code (weights_only=True)."""
-    import torch
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any failure means: not a checkpoint we can trust
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunError(f"{path}: not a loadable checkpoint ({first})") from None
+        raise Refused(f"{path}: not a loadable checkpoint ({one_line(e)})") from None
 
 
 def check_checkpoint(c: object, ckpt: Path, hidden: int) -> None:
     """The parts of a checkpoint a resumed run reads, each of the type and shape written."""
-    import torch
 
-    from .model import SinRNN
-
-    def broken(why: str) -> RunError:
-        return RunError(f"{ckpt}: not a checkpoint this program wrote ({why}); cannot resume")
+    def broken(why: str) -> Refused:
+        return Refused(f"{ckpt}: not a checkpoint this program wrote ({why}); cannot resume")
 
     if not isinstance(c, dict):
         raise broken(f"it holds a {type(c).__name__}, not a dict")
@@ -129,12 +106,12 @@ def check_checkpoint(c: object, ckpt: Path, hidden: int) -> None:
 def check_resume(cfg: TrainConfig, out: Path) -> Path:
     ckpt = out / CHECKPOINT
     if not ckpt.is_file():
-        raise RunError(f"--resume: no checkpoint {ckpt} to resume from")
+        raise Refused(f"--resume: no checkpoint {ckpt} to resume from")
     checkpoint = load_checkpoint(ckpt)
     hp = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     saved = hp.get("config") if isinstance(hp, dict) else None
     if not isinstance(saved, dict):
-        raise RunError(f"{ckpt}: holds no torch_rnnsin run settings; cannot resume")
+        raise Refused(f"{ckpt}: holds no torch_rnnsin run settings; cannot resume")
     now = cfg.to_dict()
     diff = [
         f"{k} {saved.get(k)!r} -> {now[k]!r}"
@@ -142,21 +119,18 @@ def check_resume(cfg: TrainConfig, out: Path) -> Path:
         if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]
     ]
     if diff:
-        raise RunError(f"--resume: settings differ from the checkpoint's: {'; '.join(diff)}")
+        raise Refused(f"--resume: settings differ from the checkpoint's: {'; '.join(diff)}")
     check_checkpoint(checkpoint, ckpt, cfg.hidden)
     done = len(checkpoint["history"])
     if cfg.epochs < done:
-        raise RunError(f"--epochs {cfg.epochs}: the checkpoint already holds {done} epochs")
+        raise Refused(f"--epochs {cfg.epochs}: the checkpoint already holds {done} epochs")
     return ckpt
 
 
 def prepare(cfg: TrainConfig, out: Path | None, resume: bool = False) -> Path | None:
     """Every check that can fail, before anything is created. Returns the checkpoint
     to resume from (None for a new run)."""
-    try:
-        validate(cfg)
-    except ValueError as e:
-        raise RunError(str(e)) from None
+    validate(cfg)
     check_accelerator(cfg.accelerator)
     if out is None:
         return None

@@ -11,8 +11,8 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from .config import TrainConfig
-from .data import make_stream_chunks, make_windows, wave_parts
+from ..config import TrainConfig
+from ..data import make_stream_chunks, make_windows, wave_parts
 
 
 class _Repeat:
@@ -46,6 +46,3 @@ class SineDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> _Repeat:
         # validation data rides along: val_loss is measured after each epoch's updates
         return _Repeat(self.X_train, self.y_train, self.X_val, self.y_val)
-
-    def val_dataloader(self) -> _Repeat:
-        return _Repeat(self.X_val, self.y_val)
