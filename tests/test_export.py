@@ -13,7 +13,6 @@ import pytest
 import torch
 from conftest import IN_CI, random_keras_weights
 from torch import nn
-from torch_rnnsin.port.modules import GRUResetBefore
 
 from torch_rnnsin.commands.export import add_arguments as add_export_arguments
 from torch_rnnsin.commands.export import run as run_export
@@ -22,6 +21,7 @@ from torch_rnnsin.export.onnx import OnnxMissingError, export_onnx, require_onnx
 from torch_rnnsin.lesson.convert import keras_to_torch, save_keras_weights
 from torch_rnnsin.lesson.data import sine_wave, split_series
 from torch_rnnsin.lesson.predict import predict_stateful
+from torch_rnnsin.port.kinds.recurrent import OwnRNN
 
 TOL = 1e-5
 
@@ -137,7 +137,9 @@ class StandIn(nn.Module):
         f = features
         for kind, h in layers:
             if kind == "gru_rb":  # Keras's GRU(reset_after=False): the port's own cell
-                self.rnns.append(GRUResetBefore(f, h))
+                cell = OwnRNN("GRU", f, h, True, torch.tanh, torch.sigmoid, reset_after=False)
+                cell.onnx_activations = [("Sigmoid",), ("Tanh",)]
+                self.rnns.append(cell)
             else:
                 cls = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
                 extra = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
@@ -488,11 +490,15 @@ def test_ported_model_onnx_against_keras_and_torch(name, keras_onnx, ort):
         )
         with torch.no_grad():
             if model.streamable:
-                y, new = model(torch.from_numpy(x), [torch.from_numpy(s) for s in states], True)
+                y, new = model(
+                    torch.from_numpy(x),
+                    state=[torch.from_numpy(s) for s in states],
+                    return_state=True,
+                )
                 ref = [y.numpy()] + [s.numpy() for s in new]
             else:
                 y = model(torch.from_numpy(x))
-                ref = [t.numpy() for t in (y if isinstance(y, list) else [y])]
+                ref = [t.numpy() for t in (y if isinstance(y, list | tuple) else [y])]
         assert worst(run(sess, x, states), ref) <= TOL, (batch, length)
 
 

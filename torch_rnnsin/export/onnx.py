@@ -2,24 +2,27 @@
 
 ONNX Runtime keeps nothing between calls, so the recurrent state is part of the graph:
 
-    inputs   x (B, T, F), state_in_0 .. state_in_{k-1}     (B, H_k) each, zeros = fresh start
+    inputs   x (B, T, F) (several inputs: Keras's names, in its order; int and bool inputs
+             kept as such), state_in_0 .. state_in_{k-1}     (B, H_k) each, zeros = fresh start
     outputs  y (or y_0, y_1, ...),  state_out_0 .. state_out_{k-1}
 
-with B and T free. Feeding ``state_out_*`` back as ``state_in_*`` continues the same
+with B and T free (unless the Keras model fixes them). Feeding ``state_out_*`` back as ``state_in_*`` continues the same
 sequences, one step or one chunk at a time. The state tensors are the model's flat list
 (SimpleRNN / GRU: h; LSTM: h then c; layer order). Bidirectional and go_backwards models
 read the whole sequence at once and have no state to carry: their graph has ``x`` only.
 
 The graph comes from torch's TorchScript exporter, which turns ``nn.RNN`` / ``nn.LSTM`` /
-``nn.GRU`` into ONNX's RNN / LSTM / GRU ops (one op per layer, any T); a Keras GRU with
-``reset_after=False`` becomes ONNX's GRU with ``linear_before_reset=0``, which is that maths.
+``nn.GRU`` into ONNX's RNN / LSTM / GRU ops (one op per layer, any T). Our own cells
+(``OwnRNN``: other activations, GRU with ``reset_after=False``) become the same ops with their
+``activations`` (Relu, HardSigmoid with Keras 2's or Keras 3's slope, Elu, ...) and
+``linear_before_reset``, which is that maths; a cell ONNX has no activation for, or a masked
+recurrence over a free time axis (a loop over steps), is refused in one line.
 Every file is checked in onnxruntime against torch before it is written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import os
 import warnings
@@ -31,7 +34,8 @@ from torch import nn
 
 from ..common.atomic import atomic_path, check_new_file
 from ..common.errors import TOLERANCE, Refused, one_line
-from ..port.modules import GRUResetBefore
+from ..port.kinds.recurrent import OwnRNN, Recurrent
+from ..port.model import TensorSpec
 from . import DEFAULT_OPSET, OPSETS
 
 try:  # the 'onnx' extra: without it, require_onnx() refuses in one line
@@ -80,36 +84,42 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     dtypes = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
     if dtypes:
         raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
-    # A CPU copy in eval mode: the caller's model is left as it was, wherever it was.
-    graph = streaming(copy.deepcopy(model).cpu().eval())
-    x, states = graph.example(batch=2, length=3)
-    with torch.no_grad():
-        outputs = graph(x, *states)
-    n_y = len(outputs) - len(states)
-    y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
-    in_names = ["x"] + [f"state_in_{k}" for k in range(len(states))]
-    out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
-    axes = {"x": {0: "batch", 1: "time"}}
-    for name, y in zip(y_names, outputs, strict=False):
-        axes[name] = {0: "batch", 1: "time"} if y.dim() == 3 else {0: "batch"}
-    for name in in_names[1:] + out_names[n_y:]:
-        axes[name] = {0: "batch"}
-    buf = io.BytesIO()
+    # The model itself, in eval mode for the export (no deep copy of its weights): the
+    # caller's mode is restored after, and its weights are only read.
+    was_training = model.training
+    graph = streaming(model.eval())
+    xs, states = graph.example(batch=2, length=3)
     try:
-        with quiet_exporter(), custom_cells(graph.model):
-            torch.onnx.export(
-                graph,
-                (x, *states),
-                buf,
-                input_names=in_names,
-                output_names=out_names,
-                dynamic_axes=axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as e:  # any exporter failure: one line, nothing written
-        raise Refused(f"{graph.kind}: torch's ONNX exporter failed ({one_line(e)})") from None
+        with torch.no_grad():
+            outputs = graph(*xs, *states)
+        graph.refuse_loops()
+        n_y = len(outputs) - len(states)
+        y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
+        in_names = graph.names + [f"state_in_{k}" for k in range(len(states))]
+        out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
+        axes = dict(graph.input_axes())
+        for name, y in zip(y_names, outputs, strict=False):
+            axes[name] = graph.output_axes(y)
+        for name in in_names[len(xs) :] + out_names[n_y:]:
+            axes[name] = {0: "batch"}
+        buf = io.BytesIO()
+        try:
+            with quiet_exporter(), own_cells(model):
+                torch.onnx.export(
+                    graph,
+                    (*xs, *states),
+                    buf,
+                    input_names=in_names,
+                    output_names=out_names,
+                    dynamic_axes=axes,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+        except Exception as e:  # any exporter failure: one line, nothing written
+            raise Refused(f"{graph.kind}: torch's ONNX exporter failed ({one_line(e)})") from None
+    finally:
+        model.train(was_training)
     proto = onnx.load_from_string(buf.getvalue())
     onnx.helper.set_model_props(proto, graph.metadata())
     onnx.checker.check_model(proto)
@@ -133,9 +143,10 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
 
 
 class Streaming(nn.Module):
-    """``(x, *states) -> (*ys, *states)``: the graph's signature around a model with the
-    ported models' interface (``state_sizes``, ``streamable``,
-    ``forward(x, state=None, return_state=False)``; the lesson's ``SinRNN`` has it too)."""
+    """``(*xs, *states) -> (*ys, *states)``: the graph's signature around a model with the
+    ported models' interface (``inputs``, ``state_sizes``, ``streamable``,
+    ``forward(*xs, state=None, return_state=False)``; the lesson's ``SinRNN`` has it too,
+    with one float input)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -149,31 +160,78 @@ class Streaming(nn.Module):
         self.kind = type(model).__name__
         self.streamable = bool(model.streamable)
         self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
-        self.features = input_features(model)
+        self.specs = input_specs(model)
+        names = [s.name for s in self.specs]
+        self.names = ["x"] if len(names) == 1 else [_onnx_name(n, i) for i, n in enumerate(names)]
         self.stateless_layers = [
             f"{getattr(b, 'keras_class', type(b).__name__)} {getattr(b, 'keras_name', '')!r}"
             for b in getattr(model, "layers", [])
             if not getattr(b, "streamable", True)
         ]
 
-    def forward(self, x: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        xs, states = args[: len(self.specs)], list(args[len(self.specs) :])
         if not self.streamable:
-            ys = self.model(x)
+            ys = self.model(*xs)
             return tuple(ys) if isinstance(ys, list | tuple) else (ys,)
-        ys, new = self.model(x, state=list(states), return_state=True)
+        ys, new = self.model(*xs, state=states, return_state=True)
         ys = tuple(ys) if isinstance(ys, list | tuple) else (ys,)
         return (*ys, *new)
 
-    def example(
-        self, batch: int, length: int, seed: int = 0
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Random x (B, T, F) in [-1, 1] and states (B, H_k) in [-0.5, 0.5] (CPU)."""
+    def example(self, batch: int, length: int, seed: int = 0) -> tuple[list, list]:
+        """Inputs the model takes (float in [-1, 1], int ids in range, bool masks) at this
+        batch and length (where the model leaves them free), and states in [-0.5, 0.5]."""
         g = torch.Generator().manual_seed(seed)
-        x = torch.rand(batch, length, self.features, generator=g) * 2 - 1
-        return x, [torch.rand(batch, h, generator=g) - 0.5 for h in self.sizes]
+        xs = []
+        for s in self.specs:
+            shape = [s.shape[0] or batch] + [length if d is None else d for d in s.shape[1:]]
+            if s.dtype == "bool":
+                x = torch.rand(shape, generator=g) < 0.7
+                x[:, 0] = True
+            elif s.dtype.startswith("int"):
+                dtype = torch.int32 if s.dtype == "int32" else torch.int64
+                x = torch.randint(0, s.high or 10, shape, generator=g, dtype=dtype)
+            else:
+                x = torch.rand(shape, generator=g) * 2 - 1
+            xs.append(x)
+        B = xs[0].shape[0]
+        return xs, [torch.rand(B, h, generator=g) - 0.5 for h in self.sizes]
+
+    def input_axes(self) -> dict[str, dict[int, str]]:
+        """Free sizes stay free: the batch, the time axis, any other unsized axis."""
+        out = {}
+        for name, s in zip(self.names, self.specs, strict=True):
+            names = {0: "batch", 1: "time"}
+            out[name] = {i: names.get(i, f"{name}_{i}") for i, d in enumerate(s.shape) if d is None}
+        return out
+
+    def output_axes(self, y: torch.Tensor) -> dict[int, str]:
+        free_time = any(len(s.shape) > 1 and s.shape[1] is None for s in self.specs)
+        axes = {0: "batch"} if self.specs[0].shape[0] is None else {}
+        if y.dim() == 3 and free_time and y.shape[1] == 3:  # traced at length 3: the time axis
+            axes[1] = "time"
+        return axes
+
+    def refuse_loops(self) -> None:
+        """A masked recurrence steps through time in Python: exported only over a fixed time."""
+        free_time = any(len(s.shape) > 1 and s.shape[1] is None for s in self.specs)
+        for m in self.model.modules():
+            if isinstance(m, Recurrent) and getattr(m, "masked", False) and free_time:
+                raise Refused(
+                    f"{m.keras_class} {m.keras_name!r}: a masked recurrent layer is exported only "
+                    "for a fixed time length (the model's input leaves it free); ONNX's "
+                    "recurrent ops have no per-step mask"
+                )
+            if isinstance(m, OwnRNN) and getattr(m, "onnx_activations", None) is None:
+                raise Refused(
+                    f"OwnRNN {m.kind}: an activation ONNX's recurrent ops do not have; not exported"
+                )
 
     def why(self) -> str:
-        """Which layers have no state to carry (Bidirectional or go_backwards)."""
+        """Which layer has no state to carry, and why."""
+        reason = getattr(self.model, "why_not_streamable", lambda: None)()
+        if reason:
+            return f"a layer whose state cannot be carried ({reason})"
         named = f" ({', '.join(self.stateless_layers)})" if self.stateless_layers else ""
         return f"Bidirectional or go_backwards layers{named}"
 
@@ -191,39 +249,45 @@ class Streaming(nn.Module):
         }
 
 
+def _onnx_name(name: str, i: int) -> str:
+    clean = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return clean if clean and not clean[0].isdigit() else f"x{i}"
+
+
 def streaming(model: nn.Module) -> Streaming:
-    """``model`` wrapped with the graph's signature ``(x, *states) -> (*ys, *states)``."""
+    """``model`` wrapped with the graph's signature ``(*xs, *states) -> (*ys, *states)``."""
     return Streaming(model)
 
 
-def input_features(model) -> int:
-    """F of a ported model: its ``input_shape`` (T, F), else its first recurrent layer's."""
-    shape = getattr(model, "input_shape", None)
-    if shape:
-        return int(shape[-1])
-    for m in model.modules():
-        if isinstance(m, nn.RNNBase):
-            return int(m.input_size)
-        if hasattr(m, "input_size"):
-            return int(m.input_size)
-    raise Refused(f"{type(model).__name__}: no recurrent layer found to read F from")
+def input_specs(model) -> list:
+    """A ported model's input specs; the lesson's SinRNN: one float (B, T, input_size)."""
+    if hasattr(model, "inputs"):
+        return list(model.inputs)
+    size = getattr(model, "input_size", None)
+    for m in model.modules():  # else the first recurrent module's
+        if size is None and isinstance(getattr(m, "input_size", None), int):
+            size = m.input_size
+    if size is None:
+        raise Refused(f"{type(model).__name__}: no inputs to export (no .inputs, no .input_size)")
+    return [TensorSpec("x", (None, None, int(size)), "float32")]
 
 
-def check_against_torch(graph, data: bytes) -> float:
+def check_against_torch(graph: Streaming, data: bytes) -> float:
     """Largest |onnx - torch| (relative above 1) on shapes other than the traced one:
-    batch 1 and 3, lengths 1 and 7."""
+    batch 1 and 3, lengths 1 and 7 (where the model leaves them free)."""
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     worst = 0.0
     for seed, (batch, length) in enumerate([(3, 7), (1, 1)], start=1):
-        x, states = graph.example(batch, length, seed)
+        xs, states = graph.example(batch, length, seed)
         with torch.no_grad():
-            ref = [t.numpy() for t in graph(x, *states)]
-        feed = {"x": x.numpy()}
+            ref = [t.numpy() for t in graph(*xs, *states)]
+        feed = {n: x.numpy() for n, x in zip(graph.names, xs, strict=True)}
         feed.update({f"state_in_{k}": s.numpy() for k, s in enumerate(states)})
         for a, b in zip(sess.run(None, feed), ref, strict=True):
             if a.shape != b.shape:
                 return float("inf")
-            worst = max(worst, float(np.max(np.abs(a - b) / np.maximum(1, np.abs(b)), initial=0)))
+            d = np.abs(a.astype(np.float64) - b) / np.maximum(1, np.abs(b))
+            worst = max(worst, float(np.nan_to_num(d, nan=np.inf).max(initial=0)))
     return worst
 
 
@@ -241,13 +305,12 @@ def quiet_exporter():
 
 
 @contextlib.contextmanager
-def custom_cells(model):
-    """While exporting, each reset-before GRU (Keras ``reset_after=False``) runs as one ONNX
-    GRU op with ``linear_before_reset=0`` instead of its Python loop over time."""
-    cells = [m for m in model.modules() if isinstance(m, GRUResetBefore)]
-    apply = GRUResetBeforeOp.apply
+def own_cells(model):
+    """While exporting, each of our own cells (``OwnRNN``) runs as one ONNX RNN / LSTM / GRU
+    op with its activations instead of its Python loop over time."""
+    cells = [m for m in model.modules() if isinstance(m, OwnRNN)]
     for cell in cells:
-        cell.forward = lambda x, h0=None, cell=cell: apply(x, h0, cell, *cell.parameters())
+        cell.forward = lambda x, hx=None, cell=cell: _own_apply(cell, x, hx)
     try:
         yield
     finally:
@@ -255,41 +318,73 @@ def custom_cells(model):
             del cell.forward  # the class's own forward again
 
 
-class GRUResetBeforeOp(torch.autograd.Function):
-    """An autograd Function whose ONNX form is the GRU op; its torch form is the cell's own
-    loop (run while tracing, so the traced values are the cell's)."""
+def _own_apply(cell: OwnRNN, x: torch.Tensor, hx):
+    """The cell's call through ``OwnRNNOp`` (flat tensors in and out), as nn.RNN/LSTM/GRU's."""
+    lstm = cell.kind == "LSTM"
+    h0, c0 = (hx if hx is not None else (None, None)) if lstm else (hx, None)
+    outs = OwnRNNOp.apply(x, h0, c0, cell, *cell.parameters())
+    return (outs[0], (outs[1], outs[2])) if lstm else (outs[0], outs[1])
+
+
+class OwnRNNOp(torch.autograd.Function):
+    """An autograd Function whose ONNX form is the recurrent op; its torch form is the cell's
+    own loop (run while tracing, so the traced values are the cell's)."""
 
     @staticmethod
-    def forward(ctx, x, h0, cell, *parameters):  # x (B, T, F), h0 (1, B, H) or None
+    def forward(ctx, x, h0, c0, cell, *parameters):  # x (B, T, F); h0, c0 (1, B, H) or None
         # The parameters are inputs only so that the tracer knows them.
-        return type(cell).forward(cell, x, h0)  # (B, T, H), (1, B, H)
+        lstm = cell.kind == "LSTM"
+        hx = ((h0, c0) if h0 is not None else None) if lstm else h0
+        out, hn = type(cell).forward(cell, x, hx)
+        return (out, *hn) if lstm else (out, hn)
 
     @staticmethod
-    def symbolic(g, x, h0, cell, *parameters):
-        return gru_reset_before_onnx(g, x, h0, cell)
+    def symbolic(g, x, h0, c0, cell, *parameters):
+        return own_rnn_onnx(g, x, h0, c0, cell)
 
 
-def gru_reset_before_onnx(g, x, h0, cell):
-    """ONNX's GRU (gates z, r, h; ``linear_before_reset=0``) from the cell's nn.GRU-style
-    rows r, z, n: W = [W_z; W_r; W_n], R likewise, bias = [b_ih reordered; zeros]."""
-    H = cell.hidden_size
+# torch rows -> ONNX's gate order: LSTM i, f, g, o -> i, o, f, c; GRU r, z, n -> z, r, h
+ONNX_ORDER = {"SimpleRNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}
+ONNX_OP = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 
-    def zrn(t: torch.Tensor) -> torch.Tensor:  # rows r, z, n -> z, r, n
-        r, z, n = t.detach().split(H)
-        return torch.cat([z, r, n])
 
-    b_ih = zrn(cell.bias_ih_l0) if cell.bias_ih_l0 is not None else torch.zeros(3 * H)
-    W = g.op("Constant", value_t=zrn(cell.weight_ih_l0).unsqueeze(0))  # (1, 3H, F)
-    R = g.op("Constant", value_t=zrn(cell.weight_hh_l0).unsqueeze(0))  # (1, 3H, H)
-    B = g.op("Constant", value_t=torch.cat([b_ih, torch.zeros(3 * H)]).unsqueeze(0))  # (1, 6H)
+def own_rnn_onnx(g, x, h0, c0, cell: OwnRNN):
+    """ONNX's RNN / LSTM / GRU from the cell's nn.RNN-style rows: W, R and the biases in ONNX's
+    gate order, the cell's activations, GRU: linear_before_reset = reset_after."""
+    H, kind = cell.hidden_size, cell.kind
+    order = ONNX_ORDER[kind]
+
+    def onnx_rows(t: torch.Tensor | None) -> torch.Tensor:
+        if t is None:
+            return torch.zeros(len(order) * H)
+        blocks = t.detach().split(H)
+        return torch.cat([blocks[i] for i in order])
+
+    W = g.op("Constant", value_t=onnx_rows(cell.weight_ih_l0).unsqueeze(0))  # (1, kH, F)
+    R = g.op("Constant", value_t=onnx_rows(cell.weight_hh_l0).unsqueeze(0))  # (1, kH, H)
+    b = torch.cat([onnx_rows(cell.bias_ih_l0), onnx_rows(cell.bias_hh_l0)])
+    B = g.op("Constant", value_t=b.unsqueeze(0))  # (1, 2kH)
     none = g.op("prim::Constant")
     none.setType(torch._C.OptionalType.ofTensor())  # an omitted optional input
-    h0 = none if h0 is None or _is_none(h0) else h0
+    acts = cell.onnx_activations
+    attrs = {
+        "hidden_size_i": H,
+        "activations_s": [a[0] for a in acts],
+        "activation_alpha_f": [v for a in acts for v in a[1:2]],
+        "activation_beta_f": [v for a in acts for v in a[2:3]],
+    }
+    attrs = {k: v for k, v in attrs.items() if v != []}
+    if kind == "GRU":
+        attrs["linear_before_reset_i"] = int(cell.reset_after)
     xt = g.op("Transpose", x, perm_i=[1, 0, 2])  # (T, B, F)
-    y, h_n = g.op(
-        "GRU", xt, W, R, B, none, h0, hidden_size_i=H, linear_before_reset_i=0, outputs=2
-    )  # (T, 1, B, H), (1, B, H)
+    h0 = none if h0 is None or _is_none(h0) else h0
+    c0 = none if c0 is None or _is_none(c0) else c0
     axis1 = g.op("Constant", value_t=torch.tensor([1]))
+    if kind == "LSTM":
+        y, h_n, c_n = g.op("LSTM", xt, W, R, B, none, h0, c0, outputs=3, **attrs)
+        y = g.op("Transpose", g.op("Squeeze", y, axis1), perm_i=[1, 0, 2])  # (B, T, H)
+        return y, h_n, c_n
+    y, h_n = g.op(ONNX_OP[kind], xt, W, R, B, none, h0, outputs=2, **attrs)
     y = g.op("Transpose", g.op("Squeeze", y, axis1), perm_i=[1, 0, 2])  # (B, T, H)
     return y, h_n
 

@@ -79,6 +79,18 @@ class PortedModel(nn.Module):
         shared, or takes its initial state from another layer)."""
         return bool(self._carried) and all(self._why_not(c) is None for c in self._stateful_calls())
 
+    def why_not_streamable(self) -> str | None:
+        """The layers that keep the model from carrying its state, and why (None: it can)."""
+        reasons = []
+        for c in self._stateful_calls():
+            why = self._why_not(c)
+            if why is not None:
+                b = self.block(c)
+                reasons.append(f"{b.keras_class} {b.keras_name!r}: {why}")
+        if not self._carried and not reasons:
+            reasons.append("no recurrent layer")
+        return "; ".join(dict.fromkeys(reasons)) or None
+
     def _stateful_calls(self) -> list[Call]:
         return [
             c for c in self.graph.calls if self.block(c).state_sizes or not self.block(c).streamable

@@ -106,6 +106,25 @@ class OwnRNN(nn.Module):
         return torch.stack(outs, dim=1), hn
 
 
+# Keras activation (file's Keras major) -> ONNX RNN-op activation (name, alpha, beta).
+ONNX_ACTS = {
+    "tanh": ("Tanh",),
+    "sigmoid": ("Sigmoid",),
+    "relu": ("Relu",),
+    "linear": ("Affine", 1.0, 0.0),
+    "elu": ("Elu", 1.0),
+    "softsign": ("Softsign",),
+    "softplus": ("Softplus",),
+}
+
+
+def onnx_activation(name: str, keras: int) -> tuple | None:
+    """The ONNX RNN ops' form of a Keras activation; None when ONNX has none."""
+    if name == "hard_sigmoid":  # clip(a x + b, 0, 1)
+        return ("HardSigmoid", 0.2, 0.5) if keras == 2 else ("HardSigmoid", 1 / 6, 0.5)
+    return ONNX_ACTS.get(name)
+
+
 def cudnn_rows(kind: str) -> tuple[Row, ...]:
     """Keras 2's CuDNNLSTM / CuDNNGRU: torch's own layout, both biases in one flat array
     (input biases, then recurrent ones); GRU columns z, r, h."""
@@ -176,6 +195,9 @@ class Cell(nn.Module):
             self.rnn = OwnRNN(
                 kind, input_size, H, bias, function(act, keras), function(rec, keras), reset_after
             )
+            acts = [rec, act, act] if kind == "LSTM" else [rec, act] if kind == "GRU" else [act]
+            onnx = [onnx_activation(a, keras) for a in acts]
+            self.rnn.onnx_activations = None if None in onnx else onnx  # export/onnx.py
         self.own = isinstance(self.rnn, OwnRNN)
         if bias and not self.own and kind in ("SimpleRNN", "LSTM"):  # Keras has one bias
             with torch.no_grad():
@@ -259,6 +281,7 @@ class Recurrent(Block):
 
     def run(self, x: torch.Tensor, state: list | None, mask: torch.Tensor | None):
         """x (B, T, F) -> (Keras's output, final state list)."""
+        self.masked = mask is not None  # (export: a masked recurrence is a loop over steps)
         if self.go_backwards:  # Keras reads reversed; a sequence output stays reversed
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
