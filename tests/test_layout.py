@@ -136,3 +136,20 @@ def test_the_ast_reader_sees_what_it_looks_for():
     lesson_imports = {m for p in sources("lesson") for m, _, _ in imports(p)}
     assert "torch_rnnsin.port.formats" in lesson_imports  # a relative import, resolved
     assert "torch_rnnsin.common.errors.Refused" in lesson_imports
+
+
+def test_readme_lists_every_layer_kind():
+    """The supported-layer table names every registered Keras class ("MaxPooling1D/2D/3D"
+    names three; the op layers Keras records for masks are listed by name too)."""
+    import re
+
+    from torch_rnnsin.port.kinds import KINDS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**Supported layers**") : readme.index("**Refused**")]
+    names = set(re.findall(r"[A-Z][A-Za-z0-9]+", table))
+    for stem, first, more in re.findall(r"([A-Z][A-Za-z]+?)([123]D)((?:/[123]D)+)", table):
+        names |= {stem + d for d in [first, *more.strip("/").split("/")]}
+    names |= {f"{n}Equal" for n in ("Greater", "Less") if f"{n}(Equal)" in table}
+    missing = sorted(set(KINDS) - names)
+    assert not missing, missing
