@@ -139,38 +139,47 @@ class PortedModel(nn.Module):
 
     # --- running ---------------------------------------------------------------------------
     def _check_inputs(self, xs) -> list[torch.Tensor]:
+        """The inputs as the model takes them; the messages are built only on a refusal (the
+        checks run on every call, one streamed step included)."""
         if len(xs) != len(self.inputs):
             names = ", ".join(i.name for i in self.inputs)
             raise Refused(f"inputs: the model takes {len(self.inputs)} ({names}), got {len(xs)}")
         out = []
         for x, spec in zip(xs, self.inputs, strict=True):
-            dims = [
-                "batch"
-                if i == 0 and d is None
-                else ("time >= 1" if i == 1 and d is None else str(d or "any"))
-                for i, d in enumerate(spec.shape)
-            ]
-            want = f"a tensor of shape ({', '.join(dims)}), {spec.dtype}"
             if not isinstance(x, torch.Tensor) or x.ndim != len(spec.shape):
                 got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise Refused(f"input {spec.name!r}: expected {want}, got {got}")
-            if (
-                any(d is not None and d != n for d, n in zip(spec.shape, x.shape, strict=True))
-                or 0 in x.shape[1:2]
-            ):
-                raise Refused(f"input {spec.name!r}: expected {want}, got shape {tuple(x.shape)}")
-            if spec.dtype == "bool":
-                if x.dtype != torch.bool:
-                    raise Refused(f"input {spec.name!r}: expected a bool tensor, got {x.dtype}")
+                raise Refused(f"input {spec.name!r}: expected {_want(spec)}, got {got}")
+            shape = x.shape
+            for d, n in zip(spec.shape, shape, strict=True):
+                if d is not None and d != n:
+                    break
+            else:
+                d = None
+            if d is not None or (len(shape) > 1 and shape[1] == 0):
+                raise Refused(
+                    f"input {spec.name!r}: expected {_want(spec)}, got shape {tuple(shape)}"
+                )
+            dtype = x.dtype
+            if spec.dtype == "float32":
+                if dtype == torch.float32:
+                    out.append(x)
+                    continue
+                if dtype == torch.bool or x.is_complex():
+                    raise Refused(f"input {spec.name!r}: expected a float32 tensor, got {dtype}")
+                if not x.is_floating_point():
+                    x = x.to(torch.float32)  # token ids declared float32 (Keras's default)
+            elif spec.dtype == "bool":
+                if dtype != torch.bool:
+                    raise Refused(f"input {spec.name!r}: expected a bool tensor, got {dtype}")
             elif spec.dtype.startswith("int"):
-                if x.is_floating_point() or x.dtype == torch.bool or x.is_complex():
+                if x.is_floating_point() or dtype == torch.bool or x.is_complex():
                     raise Refused(
-                        f"input {spec.name!r}: expected integer token ids (int32 or int64), got {x.dtype}"
+                        f"input {spec.name!r}: expected integer token ids (int32 or int64), got {dtype}"
                     )
-            elif x.dtype == torch.bool or x.is_complex():
-                raise Refused(f"input {spec.name!r}: expected a float32 tensor, got {x.dtype}")
+            elif dtype == torch.bool or x.is_complex():
+                raise Refused(f"input {spec.name!r}: expected a float32 tensor, got {dtype}")
             elif not x.is_floating_point():
-                x = x.to(torch.float32)  # token ids declared float32 (Keras's default)
+                x = x.to(torch.float32)
             out.append(x)
         return out
 
@@ -229,6 +238,17 @@ class PortedModel(nn.Module):
             if parts:
                 out[keras_name(b.keras_path)] = {p.sub: tables.torch_to_keras(p) for p in parts}
         return out
+
+
+def _want(spec: TensorSpec) -> str:
+    """What an input must be, in words (for a refusal)."""
+    dims = [
+        "batch"
+        if i == 0 and d is None
+        else ("time >= 1" if i == 1 and d is None else str(d or "any"))
+        for i, d in enumerate(spec.shape)
+    ]
+    return f"a tensor of shape ({', '.join(dims)}), {spec.dtype}"
 
 
 def _resolve(v, env):

@@ -24,6 +24,7 @@ from ..tables import Part, Row
 from .activations import activation, function
 from .base import Block, Layer, Spec, check_entry, kind, time_input
 
+TRACING = torch.jit.is_tracing  # export traces the fused module, never the one-step form
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 CELLS = {"SimpleRNNCell": "SimpleRNN", "LSTMCell": "LSTM", "GRUCell": "GRU"}
 RNN_OPTIONS = {
@@ -175,6 +176,12 @@ def cell_options(layer: Layer, kind: str) -> dict:
     return o
 
 
+def contiguous(mask: torch.Tensor) -> bool:
+    """Each row's valid steps in one run at one end (pre- or post-padding; all or none)."""
+    flips = (mask[:, 1:] != mask[:, :-1]).sum(1)  # (B,)
+    return bool((flips <= 1).all())
+
+
 class Cell(nn.Module):
     """One recurrence (the torch module ``.rnn``) and how Keras steps it."""
 
@@ -214,6 +221,14 @@ class Cell(nn.Module):
     def run(self, x: torch.Tensor, state: list | None, mask: torch.Tensor | None):
         """x (B, T, F), state [(B, H), ...] -> outputs (B, T, H), final state [(B, H), ...]."""
         lstm = self.kind == "LSTM"
+        if (
+            mask is None
+            and state is not None
+            and x.shape[1] == 1
+            and not self.own
+            and not TRACING()
+        ):
+            return self.step(x[:, 0], state)  # streaming: the cell's own maths, no fused call
         if state is None:
             hx = None
         else:
@@ -225,6 +240,65 @@ class Cell(nn.Module):
         if hx is None:
             zero = x.new_zeros(1, B, self.hidden)
             hx = (zero, zero) if lstm else zero
+        if not self.own and contiguous(mask):
+            return self.run_padded(x, hx, mask)
+        return self.run_steps(x, hx, mask)
+
+    def step(self, x: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
+        """One step in nn.RNNCell / LSTMCell / GRUCell's maths with the fused module's weights
+        (at T = 1 the fused call costs several times this): x (B, F), state [(B, H), ...]
+        -> outputs (B, 1, H), new state."""
+        m, F = self.rnn, torch.nn.functional
+        gi = F.linear(x, m.weight_ih_l0, getattr(m, "bias_ih_l0", None))  # (B, kH)
+        gh = F.linear(state[0], m.weight_hh_l0, getattr(m, "bias_hh_l0", None))  # (B, kH)
+        if self.kind == "LSTM":
+            i, f, g, o = (gi + gh).chunk(4, dim=1)
+            c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            return h.unsqueeze(1), [h, c]
+        if self.kind == "GRU":
+            i_r, i_z, i_n = gi.chunk(3, dim=1)
+            h_r, h_z, h_n = gh.chunk(3, dim=1)
+            r = torch.sigmoid(i_r + h_r)
+            z = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            h = n + z * (state[0] - n)
+            return h.unsqueeze(1), [h]
+        h = torch.tanh(gi + gh) if m.nonlinearity == "tanh" else torch.relu(gi + gh)
+        return h.unsqueeze(1), [h]
+
+    def run_padded(self, x: torch.Tensor, hx, mask: torch.Tensor):
+        """A mask whose valid steps are contiguous and at one end of each row (pre- or
+        post-padding, all or none valid): one fused call over the valid steps, packed.
+        Rows with pads first are rolled so the valid steps come first; then, as Keras steps it,
+        a pad keeps the state and repeats the last output (zeros before the first step)."""
+        B, T, _ = x.shape
+        lstm = self.kind == "LSTM"
+        n = mask.sum(1)  # (B,) valid steps
+        shift = torch.where(mask[:, 0], 0, T - n)  # (B,) pads first: rolled left by the pads
+        t = torch.arange(T, device=x.device)
+        idx = (t + shift[:, None]) % T  # (B, T)
+        xr = x.gather(1, idx[:, :, None].expand(-1, -1, x.shape[2]))  # (B, T, F) valid first
+        lengths = n.clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            xr, lengths, batch_first=True, enforce_sorted=False
+        )
+        out, hn = self.rnn(packed, hx)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+        out = torch.cat([out.new_zeros(B, 1, self.hidden), out], dim=1)  # (B, 1 + T, H)
+        j = ((t[None] - shift[:, None]).minimum(n[:, None] - 1) + 1).clamp(min=0)  # (B, T)
+        y = out.gather(1, j[:, :, None].expand(-1, -1, self.hidden))  # (B, T, H)
+        keep = (n > 0).view(1, B, 1)  # an all-masked row keeps its initial state
+        if lstm:
+            final = [torch.where(keep, a, b)[0] for a, b in zip(hn, hx, strict=True)]
+        else:
+            final = [torch.where(keep, hn, hx)[0]]
+        return y, final
+
+    def run_steps(self, x: torch.Tensor, hx, mask: torch.Tensor):
+        """Any mask: one call a step (Keras's rule at each)."""
+        B, T, _ = x.shape
+        lstm = self.kind == "LSTM"
         prev = x.new_zeros(B, self.hidden)
         outs = []
         for t in range(T):  # Keras: a masked step keeps the state and repeats the output
