@@ -61,7 +61,7 @@ def test_contiguous_tells_padding_from_holes():
 
 @pytest.mark.parametrize("with_state", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("kind,opts", KINDS, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(("kind", "opts"), KINDS, ids=lambda v: v if isinstance(v, str) else "")
 def test_padded_mask_in_one_fused_call_equals_the_step_loop(kind, opts, seed, with_state):
     c = cell(kind, opts, use_bias=seed != 2, seed=seed)
     g = torch.Generator().manual_seed(100 + seed)
@@ -84,7 +84,7 @@ def test_padded_mask_in_one_fused_call_equals_the_step_loop(kind, opts, seed, wi
             assert torch.equal(s[0][rows], state[0][rows])
 
 
-@pytest.mark.parametrize("kind,opts", KINDS, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(("kind", "opts"), KINDS, ids=lambda v: v if isinstance(v, str) else "")
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_one_streamed_step_equals_the_fused_call(kind, opts, use_bias):
     c = cell(kind, opts, use_bias=use_bias)

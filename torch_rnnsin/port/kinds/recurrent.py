@@ -236,7 +236,7 @@ class Cell(nn.Module):
         if mask is None:
             out, hn = self.rnn(x, hx)  # (B, T, H)
             return out, ([s.squeeze(0) for s in hn] if lstm else [hn.squeeze(0)])
-        B, T, _ = x.shape
+        B = x.shape[0]
         if hx is None:
             zero = x.new_zeros(1, B, self.hidden)
             hx = (zero, zero) if lstm else zero
