@@ -8,7 +8,9 @@ processes, contenders alternating round by round, medians and ratios to train.py
 
 Also: the per-step cost of each training path side by side (``bench.steps``), the
 study's time (``study --quick``, and the full grid unless ``--no-full-study``),
-stateful prediction of the test series, and ``train.py --help`` start-up.
+stateful prediction of the test series, ``train.py --help`` start-up, and the porter's
+recurrent paths (``bench.stream``: streaming one step against onnxruntime, batch inference
+against Keras's predict_on_batch).
 Writes bench/results.md.
 """
 
@@ -147,8 +149,11 @@ def main() -> None:
         pred = json.loads(run_timed(pred_cmd)[2])
         steps = json.loads(run_timed([sys.executable, "-m", "bench.steps"])[2])
         load = None  # the porter's load of a large model file against the plain-h5py floor
+        stream = None  # streaming and batch inference against onnxruntime and Keras
         if not args.no_keras and not args.quick:
             load = json.loads(run_timed([sys.executable, "-m", "bench.load", "--json"])[2])
+            stream_cmd = [sys.executable, "-m", "bench.stream", "--json"]
+            stream = json.loads(run_timed([*stream_cmd, "--rounds", str(args.rounds)])[2])
         study = {}
         for name, flags in (("quick", ["--quick"]), ("full", [])):
             if name == "full" and (args.quick or args.no_full_study):
@@ -219,6 +224,11 @@ def main() -> None:
 
         lines += ["", "## Loading a large model file (`python -m bench.load`)", ""]
         lines += load_lines(load["weight_bytes"], load["table"], 5)
+    if stream is not None:
+        from bench.stream import lines as stream_lines
+
+        lines += ["", "## Recurrent inference: streaming and batch (`python -m bench.stream`)", ""]
+        lines += stream_lines(stream)
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

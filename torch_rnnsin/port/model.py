@@ -191,19 +191,23 @@ class PortedModel(nn.Module):
 
     def _run(self, xs, state, return_state: bool, trace):
         if state is not None or return_state:
-            self._refuse_state()
+            plan = self.__dict__.get("_state_plan")
+            if plan is None:  # the graph fixes it: checked once, then reused every call
+                self._refuse_state()
+                plan = self._state_plan = self._plan_state()
         xs = self._check_inputs(xs)
         env: dict = {spec.tid: x for spec, x in zip(self.graph.inputs, xs, strict=True)}
         masks: dict = {}
-        carried = self._split_state(state, xs[0].shape[0]) if state is not None else {}
+        carried = self._carry(plan, state, xs[0].shape[0]) if state is not None else {}
         new: list[torch.Tensor] = []
-        for c in self.graph.calls:
-            b = self.block(c)
+        calls = self.__dict__.get("_calls")
+        if calls is None:  # each call with its block, looked up once
+            calls = self._calls = [(c, self.block(c)) for c in self.graph.calls]
+        for c, b in calls:
             args = [env[t] for t in c.args]
-            kwargs = {k: _resolve(v, env) for k, v in c.kwargs.items()}
-            outs, out_mask, final = b.apply(
-                args, [masks.get(t) for t in c.args], kwargs, carried.get(id(c))
-            )
+            kwargs = {k: _resolve(v, env) for k, v in c.kwargs.items()} if c.kwargs else {}
+            arg_masks = [masks.get(t) for t in c.args] if masks else [None] * len(args)
+            outs, out_mask, final = b.apply(args, arg_masks, kwargs, carried.get(id(c)))
             if b.state_sizes and final is not None:
                 new += final
             for i, y in enumerate(outs):
@@ -220,6 +224,27 @@ class PortedModel(nn.Module):
                 f"model config: output {e.args[0][0]!r} #{e.args[0][2]} does not exist"
             ) from None
         return (ys[0] if len(ys) == 1 else tuple(ys)), new, trace
+
+    def _plan_state(self) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """The flat state's sizes, and each carried call's (index in the graph, slice)."""
+        sizes, where, i = self.state_sizes, [], 0
+        for c in self._carried:
+            n = len(self.block(c).state_sizes)
+            where.append((self.graph.calls.index(c), i, i + n))
+            i += n
+        return sizes, where
+
+    def _carry(self, plan, state, B: int) -> dict[int, list]:
+        """The carried state per call (as ``_split_state``, which words a refusal)."""
+        sizes, where = plan
+        state = state if isinstance(state, list) else list(state)
+        if len(state) != len(sizes) or not all(
+            isinstance(s, torch.Tensor) and s.shape == (B, h)
+            for s, h in zip(state, sizes, strict=True)
+        ):
+            return self._split_state(state, B)
+        calls = self.graph.calls
+        return {id(calls[k]): state[a:b] for k, a, b in where}
 
     def layer_outputs(self, *xs: torch.Tensor) -> list[tuple[str, list[torch.Tensor]]]:
         """Every layer's outputs (layers called once), in call order, for ``port --check``."""

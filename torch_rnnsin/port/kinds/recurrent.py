@@ -245,26 +245,22 @@ class Cell(nn.Module):
         return self.run_steps(x, hx, mask)
 
     def step(self, x: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
-        """One step in nn.RNNCell / LSTMCell / GRUCell's maths with the fused module's weights
-        (at T = 1 the fused call costs several times this): x (B, F), state [(B, H), ...]
-        -> outputs (B, 1, H), new state."""
-        m, F = self.rnn, torch.nn.functional
-        gi = F.linear(x, m.weight_ih_l0, getattr(m, "bias_ih_l0", None))  # (B, kH)
-        gh = F.linear(state[0], m.weight_hh_l0, getattr(m, "bias_hh_l0", None))  # (B, kH)
+        """One step with nn.LSTMCell / GRUCell / RNNCell's kernels (torch.lstm_cell, ...) and
+        the fused module's weights: at T = 1 the fused call costs several times this, and
+        these are the maths of its own loop (bit-identical with oneDNN off).
+        x (B, F), state [(B, H), ...] -> outputs (B, 1, H), new state."""
+        m = self.rnn
+        w = (m.weight_ih_l0, m.weight_hh_l0, getattr(m, "bias_ih_l0", None))
+        b_hh = getattr(m, "bias_hh_l0", None)
         if self.kind == "LSTM":
-            i, f, g, o = (gi + gh).chunk(4, dim=1)
-            c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h, c = torch.lstm_cell(x, state, *w, b_hh)
             return h.unsqueeze(1), [h, c]
         if self.kind == "GRU":
-            i_r, i_z, i_n = gi.chunk(3, dim=1)
-            h_r, h_z, h_n = gh.chunk(3, dim=1)
-            r = torch.sigmoid(i_r + h_r)
-            z = torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
-            h = n + z * (state[0] - n)
-            return h.unsqueeze(1), [h]
-        h = torch.tanh(gi + gh) if m.nonlinearity == "tanh" else torch.relu(gi + gh)
+            h = torch.gru_cell(x, state[0], *w, b_hh)
+        elif m.nonlinearity == "tanh":
+            h = torch.rnn_tanh_cell(x, state[0], *w, b_hh)
+        else:
+            h = torch.rnn_relu_cell(x, state[0], *w, b_hh)
         return h.unsqueeze(1), [h]
 
     def run_padded(self, x: torch.Tensor, hx, mask: torch.Tensor):
@@ -355,7 +351,8 @@ class Recurrent(Block):
 
     def run(self, x: torch.Tensor, state: list | None, mask: torch.Tensor | None):
         """x (B, T, F) -> (Keras's output, final state list)."""
-        self.masked = mask is not None  # (export: a masked recurrence is a loop over steps)
+        # (export: a masked recurrence is a loop over steps); set past nn.Module's __setattr__
+        object.__setattr__(self, "masked", mask is not None)
         if self.go_backwards:  # Keras reads reversed; a sequence output stays reversed
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
