@@ -250,17 +250,16 @@ class Cell(nn.Module):
         these are the maths of its own loop (bit-identical with oneDNN off).
         x (B, F), state [(B, H), ...] -> outputs (B, 1, H), new state."""
         m = self.rnn
-        w = (m.weight_ih_l0, m.weight_hh_l0, getattr(m, "bias_ih_l0", None))
-        b_hh = getattr(m, "bias_hh_l0", None)
+        w = m._flat_weights  # [w_ih, w_hh(, b_ih, b_hh)]: what the fused call itself reads
         if self.kind == "LSTM":
-            h, c = torch.lstm_cell(x, state, *w, b_hh)
+            h, c = torch.lstm_cell(x, state, *w)
             return h.unsqueeze(1), [h, c]
         if self.kind == "GRU":
-            h = torch.gru_cell(x, state[0], *w, b_hh)
+            h = torch.gru_cell(x, state[0], *w)
         elif m.nonlinearity == "tanh":
-            h = torch.rnn_tanh_cell(x, state[0], *w, b_hh)
+            h = torch.rnn_tanh_cell(x, state[0], *w)
         else:
-            h = torch.rnn_relu_cell(x, state[0], *w, b_hh)
+            h = torch.rnn_relu_cell(x, state[0], *w)
         return h.unsqueeze(1), [h]
 
     def run_padded(self, x: torch.Tensor, hx, mask: torch.Tensor):
