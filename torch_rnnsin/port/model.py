@@ -144,13 +144,7 @@ class PortedModel(nn.Module):
             raise Refused(f"inputs: the model takes {len(self.inputs)} ({names}), got {len(xs)}")
         out = []
         for x, spec in zip(xs, self.inputs, strict=True):
-            dims = [
-                "batch"
-                if i == 0 and d is None
-                else ("time >= 1" if i == 1 and d is None else str(d or "any"))
-                for i, d in enumerate(spec.shape)
-            ]
-            want = f"a tensor of shape ({', '.join(dims)}), {spec.dtype}"
+            want = f"a tensor of shape {dims_text(spec.shape, '>= 1')}, {spec.dtype}"
             if not isinstance(x, torch.Tensor) or x.ndim != len(spec.shape):
                 got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                 raise Refused(f"input {spec.name!r}: expected {want}, got {got}")
@@ -229,6 +223,19 @@ class PortedModel(nn.Module):
             if parts:
                 out[keras_name(b.keras_path)] = {p.sub: tables.torch_to_keras(p) for p in parts}
         return out
+
+
+def dims_text(shape, time_note: str = "") -> str:
+    """(batch, time, 3): the free sizes named."""
+    names = ["batch", f"time {time_note}".strip()]
+    return (
+        "("
+        + ", ".join(
+            str(d) if d is not None else names[min(i, 1)] if i < 2 else "any"
+            for i, d in enumerate(shape)
+        )
+        + ")"
+    )
 
 
 def _resolve(v, env):
