@@ -9,7 +9,8 @@ two writers racing for one name exactly one wins, whole, and the other gets
 the temporary lives in that private folder, where a later run of the same
 folder may sweep what a killed process left; anywhere else it is
 ``.torch_rnnsin-<pid>.tmp.<name>`` beside the file, and only the process that
-made it removes it. Nothing else is ever deleted.
+made it removes it (``<k>-<name>``: a count keeps two writers in one process
+apart). Nothing else is ever deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import contextvars
 import ctypes
 import errno
+import itertools
 import json
 import os
 import re
@@ -26,6 +28,7 @@ from pathlib import Path
 
 PRIVATE = ".torch_rnnsin"  # a run folder's own: marker, lock, temporaries
 _TEMP = re.compile(r"(\d+)\.tmp\.")  # <pid>.tmp.<name>, only ever inside PRIVATE
+_COUNT = itertools.count()  # two writers of one name in one process: two temporaries
 _REPLACE = contextvars.ContextVar("torch_rnnsin_replace", default=True)
 _AT_FDCWD, _RENAME_NOREPLACE = -100, 1  # Linux's <fcntl.h> and <linux/fs.h>
 try:
@@ -59,7 +62,7 @@ def _alive(pid: int) -> bool:
 def temp_name(path: Path) -> Path:
     """Where ``path`` is written before the rename; keeps its extension (Keras, matplotlib
     and h5py read the format from it)."""
-    tail = path.name[-200:]  # a temporary name within the 255-byte limit
+    tail = f"{next(_COUNT)}-{path.name[-200:]}"  # unique in this process; within 255 bytes
     private = path.parent / PRIVATE
     if private.is_dir():
         return private / f"{os.getpid()}.tmp.{tail}"
