@@ -35,7 +35,7 @@ from torch import nn
 from ..common.atomic import atomic_path, check_new_file
 from ..common.errors import TOLERANCE, Refused, one_line
 from ..port.kinds.recurrent import OwnRNN, Recurrent
-from ..port.model import TensorSpec
+from ..port.model import TensorSpec, check_finite_weights
 from . import DEFAULT_OPSET, OPSETS
 
 try:  # the 'onnx' extra: without it, require_onnx() refuses in one line
@@ -84,6 +84,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     dtypes = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
     if dtypes:
         raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
+    check_finite_weights(model, str(path))
     # The model itself, in eval mode for the export (no deep copy of its weights): the
     # caller's mode is restored after, and its weights are only read.
     was_training = model.training
@@ -137,7 +138,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
             UserWarning,
             stacklevel=2,
         )
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=False) as tmp:  # a writer that won the race meanwhile: kept
         tmp.write_bytes(data)
     return path
 

@@ -9,6 +9,7 @@ save_keras_model(model, "back.keras")          # .keras, .weights.h5, .safetenso
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..common.atomic import no_replace
 from ..common.errors import Refused
 from . import io as files
 from . import tables, trace
@@ -594,8 +596,30 @@ def save_keras_model(
     ``model``: a ported model, or any torch module built from supported kinds (nn.RNN /
     nn.LSTM / nn.GRU, nn.Linear, nn.Embedding, ...), whose forward is traced on
     ``example_inputs`` (a Keras 2 .h5 with ``keras2=True``). An existing file is never
-    replaced unless ``overwrite=True``.
+    replaced unless ``overwrite=True`` (and then only a file: a symbolic link is refused,
+    dangling or not); without it the file appears by a no-replace rename, so that a writer
+    racing for the same name gets ``FileExistsError``. NaN/inf weights are refused, naming
+    the tensor, before anything is written.
     """
+    path = Path(path)
+    if path.is_symlink():
+        raise Refused(f"{path}: a symbolic link; save_keras_model never writes through or over one")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; not overwritten")
+    if isinstance(model, nn.Module):
+        check_finite_weights(model, str(path))
+    with contextlib.nullcontext() if overwrite else no_replace():
+        return _save(model, path, overwrite, example_inputs, keras2)
+
+
+def check_finite_weights(model: nn.Module, what: str) -> None:
+    """Refuse a model holding NaN or inf in any floating parameter or buffer, naming it."""
+    for name, t in model.state_dict().items():
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise Refused(f"{what}: tensor {name!r} holds NaN or inf values; not written")
+
+
+def _save(model, path: Path, overwrite: bool, example_inputs, keras2: bool) -> Path:
     if not isinstance(model, PortedModel):
         if not isinstance(model, nn.Module):
             raise Refused(f"save_keras_model: expected a torch module, got {type(model).__name__}")
@@ -607,12 +631,9 @@ def save_keras_model(
         trace.save_torch_as_keras(
             model, path, tuple(example_inputs), keras2=keras2, overwrite=overwrite
         )
-        return Path(path)
+        return path
     if keras2:
         raise Refused("save_keras_model: keras2=True is for models written in torch")
-    path = Path(path)
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{path}: already exists; not overwritten")
     ext = _ext(path)
     if model.keras_version == 2 and ext in KERAS_OUT_EXTS:
         _check_keras3_formulas(model)
