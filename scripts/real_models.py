@@ -777,7 +777,12 @@ def onnx_check(pm, path: Path, xs, ref) -> str:
         return f"ONNX refused ({e})"
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     g = streaming(pm)
-    feed = {n: to_torch(x).numpy() for n, x in zip(g.names, xs, strict=True)}
+    types = {i.name: i.type for i in sess.get_inputs()}
+    np_type = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+    feed = {
+        n: np.asarray(x).astype(np_type.get(types[n], np.float32))
+        for n, x in zip(g.names, xs, strict=True)
+    }
     feed |= {
         f"state_in_{k}": np.zeros((xs[0].shape[0], h), np.float32) for k, h in enumerate(g.sizes)
     }
