@@ -15,8 +15,16 @@ The graph comes from torch's TorchScript exporter, which turns ``nn.RNN`` / ``nn
 ``nn.GRU`` into ONNX's RNN / LSTM / GRU ops (one op per layer, any T). Our own cells
 (``OwnRNN``: other activations, GRU with ``reset_after=False``) become the same ops with their
 ``activations`` (Relu, HardSigmoid with Keras 2's or Keras 3's slope, Elu, ...) and
-``linear_before_reset``, which is that maths; a cell ONNX has no activation for, or a masked
-recurrence over a free time axis (a loop over steps), is refused in one line.
+``linear_before_reset``, which is that maths; a cell ONNX has no activation for is refused
+in one line.
+
+A masked recurrence (Embedding(mask_zero=True), Masking, a bool ``mask=`` input; forwards,
+go_backwards or Bidirectional) has no ONNX op: ONNX's recurrent ops have no per-step mask. While
+exporting, each cell's masked branch (a Python loop, which tracing would unroll to the traced
+T) runs instead as a TorchScript function compiled for the cell (``masked_script``), the same
+maths from the cell's weights with Keras's rule (a masked step keeps the state and repeats the
+previous output, zeros before the first valid step); the exporter writes it as one ONNX
+``Loop`` over a free T. Bool masks stay bool inputs; the state is carried as without a mask.
 Every file is checked in onnxruntime against torch before it is written.
 """
 
