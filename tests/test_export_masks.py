@@ -12,6 +12,7 @@ import torch
 from conftest import IN_CI
 
 from torch_rnnsin.export.onnx import export_onnx
+from torch_rnnsin.port.kinds.recurrent import OwnRNN
 from torch_rnnsin.port.model import load_keras_model
 
 SHAPES = [(1, 1), (7, 13), (13, 7), (4, 7)]  # (batch, length)
@@ -150,6 +151,8 @@ def test_masked_onnx_against_keras_and_torch_free_time(name, masked):
 
     model, kind, ported, sess, path = masked[name]
     assert any(n.op_type == "Loop" for n in onnx.load(str(path)).graph.node)  # not unrolled
+    own = any(isinstance(m, OwnRNN) for m in ported.modules())
+    assert own == (name in ("gru_rb_seq", "lstm_own_seq"))  # both kinds of cell covered
     time_dims = [i.shape[1] for i in sess.get_inputs()[: len(ported.inputs)]]
     assert all(isinstance(d, str) for d in time_dims), time_dims  # T free
     sizes = ported.state_sizes if ported.streamable else []
