@@ -134,6 +134,12 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     worst = check_against_torch(graph, data)
+    if worst == float("inf"):
+        raise Refused(
+            f"{graph.kind}: the ONNX graph gives other shapes than torch at other batch sizes "
+            "or lengths (a layer loops over time in Python, traced at one length: "
+            f"{graph.loops() or 'see inspect'}); not written"
+        )
     if worst > TOLERANCE:
         raise Refused(
             f"{graph.kind}: the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); "
@@ -228,6 +234,15 @@ class Streaming(nn.Module):
                 raise Refused(
                     f"OwnRNN {m.kind}: an activation ONNX's recurrent ops do not have; not exported"
                 )
+
+    def loops(self) -> str:
+        """The layers whose torch code loops over time (ConvLSTM, ...), by name."""
+        names = [
+            f"{b.keras_class} {b.keras_name!r}"
+            for b in getattr(self.model, "layers", [])
+            if b.keras_class.startswith("ConvLSTM")
+        ]
+        return ", ".join(names)
 
     def why(self) -> str:
         """Which layer has no state to carry, and why."""
