@@ -168,7 +168,8 @@ def test_stateful_is_accepted(keras3, tmp_path):
 def test_two_chunks_with_the_state_equal_one_call(keras3, tmp_path, case):
     ported = case_check(keras3, tmp_path, case, free_time=True)
     shape = CASES[case][0]
-    assert ported.streamable and ported.state_sizes == [ported.layers[-1].filters] * 2
+    assert ported.streamable
+    assert ported.state_sizes == [ported.layers[-1].filters] * 2
     x = torch.from_numpy(np.random.default_rng(9).normal(size=(2, 7, *shape[1:])).astype("f4"))
     with torch.no_grad():
         full, s_full = ported(x, return_state=True)
@@ -208,4 +209,6 @@ def test_refused_options(keras3, tmp_path, option, make):
     with pytest.raises(Refused) as e:
         load_keras_model(tmp_path / "m.keras")
     msg = str(e.value)
-    assert "\n" not in msg and "ConvLSTM1D" in msg and option in msg, msg
+    assert "\n" not in msg, msg
+    assert "ConvLSTM1D" in msg, msg
+    assert option in msg, msg
