@@ -200,7 +200,6 @@ def test_backwards_is_not_streamed(keras3, tmp_path):
     ("option", "make"),
     [
         ("data_format", lambda L: L.ConvLSTM1D(2, 2, data_format="channels_first")),
-        ("dropout", lambda L: L.ConvLSTM1D(2, 2, dropout=0.1)),
     ],
 )
 def test_refused_options(keras3, tmp_path, option, make):
