@@ -124,14 +124,14 @@ class PortedModel(nn.Module):
             raise Refused("state in/out: the model has no recurrent layer")
 
     def _split_state(self, state, B: int) -> dict[int, list]:
-        sizes = self.state_sizes
+        shapes = [(B, *s) for c in self._carried for s in self.block(c).state_shapes]
         state = list(state)
-        if len(state) != len(sizes):
-            raise Refused(f"state: expected {len(sizes)} tensors, got {len(state)}")
-        for k, (s, h) in enumerate(zip(state, sizes, strict=True)):
-            if not isinstance(s, torch.Tensor) or tuple(s.shape) != (B, h):
+        if len(state) != len(shapes):
+            raise Refused(f"state: expected {len(shapes)} tensors, got {len(state)}")
+        for k, (s, want) in enumerate(zip(state, shapes, strict=True)):
+            if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
                 got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-                raise Refused(f"state[{k}]: expected shape {(B, h)}, got {got}")
+                raise Refused(f"state[{k}]: expected shape {want}, got {got}")
         per, i = {}, 0
         for c in self._carried:
             n = len(self.block(c).state_sizes)
