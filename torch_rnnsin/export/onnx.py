@@ -175,6 +175,11 @@ class Streaming(nn.Module):
         self.kind = type(model).__name__
         self.streamable = bool(model.streamable)
         self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
+        shapes = getattr(model, "state_shapes", None)
+        self.shapes = (
+            [tuple(s) for s in shapes] if shapes is not None else [(h,) for h in self.sizes]
+        )
+        self.shapes = self.shapes if self.streamable else []
         self.specs = input_specs(model)
         names = [s.name for s in self.specs]
         self.names = ["x"] if len(names) == 1 else [_onnx_name(n, i) for i, n in enumerate(names)]
@@ -210,7 +215,7 @@ class Streaming(nn.Module):
                 x = torch.rand(shape, generator=g) * 2 - 1
             xs.append(x)
         B = xs[0].shape[0]
-        return xs, [torch.rand(B, h, generator=g) - 0.5 for h in self.sizes]
+        return xs, [torch.rand(B, *shape, generator=g) - 0.5 for shape in self.shapes]
 
     def input_axes(self) -> dict[str, dict[int, str]]:
         """Free sizes stay free: the batch, the time axis, any other unsized axis."""
@@ -263,6 +268,9 @@ class Streaming(nn.Module):
             "torch_rnnsin.model": self.kind,
             "torch_rnnsin.state": state,
             "torch_rnnsin.state_sizes": ",".join(str(h) for h in self.sizes),
+            "torch_rnnsin.state_shapes": ";".join(
+                "x".join(str(d) for d in shape) for shape in self.shapes
+            ),
         }
 
 

@@ -76,6 +76,14 @@ class PortedModel(nn.Module):
         )
 
     @property
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """Each carried state tensor's shape without the batch: (H,) for SimpleRNN / LSTM /
+        GRU, (*spatial, filters) maps for ConvLSTM."""
+        if not self.streamable:
+            return []
+        return [tuple(s) for c in self._carried for s in self.block(c).state_shapes]
+
+    @property
     def streamable(self) -> bool:
         """Every recurrent call can continue from a carried state (none reads backwards, is
         shared, or takes its initial state from another layer)."""
