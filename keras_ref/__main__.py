@@ -13,14 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from torch_rnnsin.common.args import OneLineParser
 from torch_rnnsin.common.atomic import atomic_path, write_json
 from torch_rnnsin.lesson.config import validate
+from torch_rnnsin.lesson.convert import lesson_config
 from torch_rnnsin.lesson.data import make_stream_chunks, make_windows, wave_parts
 from torch_rnnsin.lesson.flags import add_config_args, config_from
 from torch_rnnsin.lesson.metrics import prediction_mse
+from torch_rnnsin.port.io import stamp_weights_file
 
 
 def parser() -> OneLineParser:
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     with atomic_path(args.out / "keras.weights.h5") as tmp:
         model.save_weights(tmp)
+        with h5py.File(tmp, "a") as h5:  # the lesson's stamp: read back without --arch
+            stamp_weights_file(h5, lesson_config(cfg.hidden))
     write_json(args.out / "keras_metrics.json", metrics)
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,7 +29,7 @@ import tf_keras
 import torch
 
 from torch_rnnsin.common.errors import Refused
-from torch_rnnsin.port.model import load_keras_model
+from torch_rnnsin.port.model import load_keras_model, save_keras_model
 
 TOL = 1e-5
 T_FREE = 7  # time steps where the source leaves the length free
@@ -746,7 +747,61 @@ def compare(path: Path, xs, ref: list[np.ndarray]) -> str:
         worst = max(worst, float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b)))))
     if not np.isfinite(worst) or worst > TOL:
         return f"WRONG  max rel diff {worst:.3e}"
-    return f"OK  max rel diff {worst:.1e}"
+    return f"OK  max rel diff {worst:.1e}; {onnx_check(pm, path, xs, ref)}; {back_check(pm, path, xs, ref)}"
+
+
+def rel(outs, ref) -> float:
+    if len(outs) != len(ref) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(outs, ref, strict=True)
+    ):
+        return float("inf")
+    return max(
+        float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b)), initial=0))
+        for a, b in zip(outs, ref, strict=True)
+    )
+
+
+def onnx_check(pm, path: Path, xs, ref) -> str:
+    """The ported model through export_onnx and onnxruntime, against Keras's predict."""
+    import onnxruntime as ort
+
+    from torch_rnnsin.export.onnx import export_onnx, streaming
+
+    onnx_path = path.with_suffix(path.suffix + ".onnx")
+    onnx_path.unlink(missing_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_onnx(pm, onnx_path)
+    except Refused as e:
+        return f"ONNX refused ({e})"
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    g = streaming(pm)
+    types = {i.name: i.type for i in sess.get_inputs()}
+    np_type = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+    feed = {
+        n: np.asarray(x).astype(np_type.get(types[n], np.float32))
+        for n, x in zip(g.names, xs, strict=True)
+    }
+    feed |= {
+        f"state_in_{k}": np.zeros((xs[0].shape[0], h), np.float32) for k, h in enumerate(g.sizes)
+    }
+    got = sess.run(None, feed)[: len(ref)]
+    d = rel(got, ref)
+    return f"ONNX {'OK' if d <= TOL else 'WRONG'} {d:.1e}"
+
+
+def back_check(pm, path: Path, xs, ref) -> str:
+    """Written back as .keras, loaded and run by Keras 3."""
+    back = path.with_suffix(path.suffix + ".back.keras")
+    back.unlink(missing_ok=True)
+    try:
+        save_keras_model(pm, back)
+    except Refused as e:
+        return f"back refused ({e})"
+    y = keras.models.load_model(back).predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    d = rel([np.asarray(a) for a in (y if isinstance(y, list | tuple) else [y])], ref)
+    return f"back {'OK' if d <= TOL else 'WRONG'} {d:.1e}"
 
 
 def run_one(name, keras2, fn, K, out: Path, tag: str) -> list[tuple[str, str]]:
@@ -792,8 +847,19 @@ def main(argv: list[str]) -> int:
             print(f"{name} [{fmt}]: {line}", flush=True)
             kind = line.split()[0]
             counts[kind] = counts.get(kind, 0) + 1
+            for extra in (
+                "ONNX WRONG",
+                "back WRONG",
+                "ONNX OK",
+                "back OK",
+                "ONNX refused",
+                "back refused",
+            ):
+                if extra in line:
+                    counts[extra] = counts.get(extra, 0) + 1
     print("summary:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    return 1 if counts.get("WRONG") or counts.get("CRASH") else 0
+    bad = ("WRONG", "CRASH", "ONNX WRONG", "back WRONG")
+    return 1 if any(counts.get(k) for k in bad) else 0
 
 
 if __name__ == "__main__":

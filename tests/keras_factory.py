@@ -293,10 +293,8 @@ def _refusal_k3(keras, name: str):
     inp = keras.Input(shape=(None, 2))
     if name == "conv1d":
         return seq([inp, L.Conv1D(2, 2, name="conv_in", dtype="float64"), L.LSTM(2), L.Dense(1)])
-    if name == "masking":
-        return seq([inp, L.Masking(0.0, name="mask_in"), L.LSTM(2), L.Dense(1)])
-    if name == "attention":
-        h = L.MultiHeadAttention(1, 2, name="mha")(inp, inp)
+    if name == "mha_axes":  # attention over another axis than the default
+        h = L.MultiHeadAttention(1, 2, attention_axes=(1,), name="mha")(inp, inp)
         return keras.Model(inp, L.Dense(1)(L.LSTM(2)(h)))
     if name == "lambda":
         return seq([inp, L.Lambda(lambda t: t * 2.0, name="double"), L.LSTM(2), L.Dense(1)])
@@ -307,20 +305,10 @@ def _refusal_k3(keras, name: str):
             return 0.5 * keras.ops.tanh(t)
 
         return seq([inp, L.SimpleRNN(2, activation=scaled_tanh, name="srnn_custom"), L.Dense(1)])
-    if name == "branching":  # every layer supported, but the graph branches
-        h = L.LSTM(3, name="trunk")(inp)
-        return keras.Model(inp, [L.Dense(1, name="head_a")(h), L.Dense(1, name="head_b")(h)])
-    if name == "lstm_relu":
-        return seq([inp, L.LSTM(2, activation="relu", name="lstm_relu"), L.Dense(1)])
-    if name == "rnn_cell":  # the generic RNN layer around a cell
-        return seq([inp, L.RNN(L.LSTMCell(2), name="rnn_of_cell"), L.Dense(1)])
-    if name == "return_state":
-        out, h, _c = L.LSTM(3, return_state=True, name="lstm_rs")(inp)
-        return keras.Model(inp, L.Dense(1)(out))
-    if name == "layer_norm":
-        return seq(
-            [inp, L.LSTM(2, return_sequences=True), L.LayerNormalization(name="ln"), L.Dense(1)]
-        )
+    if name == "bilinear":
+        h = L.Reshape((-1, 2, 1))(L.LSTM(4, return_sequences=True)(inp))
+        h = L.UpSampling2D(2, interpolation="bilinear", name="up")(h)
+        return keras.Model(inp, L.Dense(1)(h))
     if name == "dense_float16":
         return seq([inp, L.LSTM(2), L.Dense(1, dtype="float16", name="head_f16")])
     raise KeyError(name)
@@ -329,9 +317,6 @@ def _refusal_k3(keras, name: str):
 def _refusal_k2(tf_keras, name: str):
     L = tf_keras.layers
     inp = tf_keras.Input(shape=(None, 2))
-    if name == "k2_hard_sigmoid":
-        lstm = L.LSTM(2, recurrent_activation="hard_sigmoid", name="lstm_hs")
-        return tf_keras.Sequential([inp, lstm, L.Dense(1)])
     if name == "k2_time_major":
         lstm = L.LSTM(2, time_major=True, name="lstm_tm")
         return tf_keras.Sequential([inp, lstm, L.Dense(1)])
@@ -339,19 +324,15 @@ def _refusal_k2(tf_keras, name: str):
 
 
 REFUSALS: dict[str, tuple[str, str, str | None]] = {
-    # name: (layer class, layer name, option or None)
+    # name: (layer class, layer name, option or None); what is ported now (masks, graphs,
+    # return_state, RNN(cell), relu and hard_sigmoid recurrences, LayerNormalization,
+    # attention) is checked against Keras in test_port_graphs.py and test_kinds_*.py
     "conv1d": ("Conv1D", "conv_in", "dtype"),  # Conv1D is ported; float64 is not
-    "masking": ("Masking", "mask_in", None),
-    "attention": ("MultiHeadAttention", "mha", None),
+    "mha_axes": ("MultiHeadAttention", "mha", "attention_axes"),
     "lambda": ("Lambda", "double", None),
     "custom_activation": ("SimpleRNN", "srnn_custom", "activation"),
-    "branching": ("LSTM|Dense", "trunk|head_a|head_b", None),  # where it branches
-    "lstm_relu": ("LSTM", "lstm_relu", "activation"),
+    "bilinear": ("UpSampling2D", "up", "interpolation"),
     "dense_float16": ("Dense", "head_f16", "dtype"),
-    "rnn_cell": ("RNN", "rnn_of_cell", None),
-    "return_state": ("LSTM", "lstm_rs", "return_state"),
-    "layer_norm": ("LayerNormalization", "ln", None),
-    "k2_hard_sigmoid": ("LSTM", "lstm_hs", "recurrent_activation"),
     "k2_time_major": ("LSTM", "lstm_tm", "time_major"),
 }
 

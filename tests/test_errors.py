@@ -294,22 +294,30 @@ def test_anything_else_is_a_bug_with_its_traceback(capsys, monkeypatch, raised):
     assert err.strip().splitlines()[-1] == cli.REPORT
 
 
-def test_the_porters_value_errors_are_refusals_until_it_raises_refused(
-    capsys, monkeypatch, tmp_path
-):
-    """TEMPORARY (with commands.port.port_refusals): a ValueError from the porter's calls
-    is its refusal, one line and exit 2; the same from outside them is a bug."""
+def test_the_porters_refusals_are_one_line_and_its_bugs_tracebacks(capsys, monkeypatch, tmp_path):
+    """The porter raises Refused for bad input: one line, exit 2; a ValueError from inside it
+    is a bug: its traceback, exit 1."""
     import torch_rnnsin.port.model as port_model
+    from torch_rnnsin.common.errors import Refused
 
     def refuse(*a, **k):
-        raise ValueError("x.keras: LSTM 'lstm': recurrent_activation='hard_sigmoid'\nmore")
+        raise Refused("x.keras: LSTM 'lstm': cell_clip=3.0 is not supported\nmore")
 
     monkeypatch.setattr(port_model, "load_keras_model", refuse)
     monkeypatch.chdir(tmp_path)
     for argv in (["port", "x.keras", "o.pt"], ["inspect", "x.keras"]):
         assert call(argv) == 2
-        err = capsys.readouterr().err
-        assert err == "error: x.keras: LSTM 'lstm': recurrent_activation='hard_sigmoid'\n"
+        assert (
+            capsys.readouterr().err
+            == "error: x.keras: LSTM 'lstm': cell_clip=3.0 is not supported\n"
+        )
+
+    def bug(*a, **k):
+        raise ValueError("an internal mistake")
+
+    monkeypatch.setattr(port_model, "load_keras_model", bug)
+    assert call(["inspect", "x.keras"]) == 1
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_a_command_that_cannot_load_does_not_stop_the_others(capsys, monkeypatch):

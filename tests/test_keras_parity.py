@@ -74,13 +74,33 @@ def test_weights_h5_written_by_torch_loads_in_keras(kr, tmp_path):
         assert np.array_equal(a, b)
 
 
+def test_an_unstamped_weights_file_is_refused(kr, tmp_path):
+    """Keras's own save_weights holds no architecture: another model's weights (relu,
+    go_backwards, ...) would read as the lesson's, so it needs the stamp or an architecture."""
+    km = kr.define_model(2, hidden=3)
+    km.save_weights(tmp_path / "m.weights.h5")
+    with pytest.raises(
+        ValueError, match=r"m.weights.h5: a weights-only file holds no architecture"
+    ):
+        load_keras_weights(tmp_path / "m.weights.h5")
+
+
 @pytest.mark.parametrize("kind", ["weights.h5", "keras", "h5"])
 def test_keras_files_load_in_torch(kr, tmp_path, kind):
-    """The lesson's files as Keras 3 writes them (save_weights, save, legacy .h5 save)."""
+    """The lesson's files as Keras 3 writes them (save_weights, stamped as the Keras
+    reference stamps its own; save; legacy .h5 save)."""
+    import h5py
+
+    from torch_rnnsin.lesson.convert import lesson_config
+    from torch_rnnsin.port.io import stamp_weights_file
+
     km = kr.define_model(2, hidden=3)
     km.set_weights(random_keras_weights(3, seed=4))
     path = tmp_path / f"m.{kind}"
     km.save_weights(path) if kind == "weights.h5" else km.save(path)
+    if kind == "weights.h5":
+        with h5py.File(path, "a") as h5:
+            stamp_weights_file(h5, lesson_config(3))
     got = load_keras_weights(path)
     for a, b in zip(got, km.get_weights(), strict=True):
         assert np.array_equal(a, b)

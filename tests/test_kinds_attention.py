@@ -173,20 +173,10 @@ def test_attention_mask_argument(keras3, tmp_path):
             lambda L, i: L.MultiHeadAttention(2, 3, use_gate=True)(i, i),
         ),
         ("Attention", "dtype", lambda L, i: L.Attention(dtype="float64")([i, i])),
-        (
-            "ConvLSTM1D",
-            "strides",
-            lambda L, i: L.ConvLSTM1D(2, 3, strides=2)(i),
-        ),
-        (
-            "ConvLSTM1D",
-            "go_backwards",
-            lambda L, i: L.ConvLSTM1D(2, 2, go_backwards=True)(i),
-        ),
     ],
 )
 def test_refused_options(keras3, tmp_path, cls, option, make):
-    inp = keras3.Input(shape=(T, F, 1) if cls.startswith("ConvLSTM") else (T, F))
+    inp = keras3.Input(shape=(T, F))
     model = keras3.Model(inp, make(keras3.layers, inp))
     model.save(tmp_path / "m.keras")
     with pytest.raises(Refused) as e:
@@ -195,43 +185,3 @@ def test_refused_options(keras3, tmp_path, cls, option, make):
     assert "\n" not in msg, msg
     assert option in msg, msg
     assert cls in msg, msg
-
-
-def conv_lstm_cases(L):
-    return {
-        "1d-valid": ((T, 7, 2), lambda: L.ConvLSTM1D(3, 3)),
-        "1d-same-seq-dilated": (
-            (T, 7, 2),
-            lambda: L.ConvLSTM1D(3, 3, padding="same", dilation_rate=2, return_sequences=True),
-        ),
-        "1d-nobias-relu": (
-            (T, 5, 2),
-            lambda: L.ConvLSTM1D(
-                2, 2, use_bias=False, activation="relu", recurrent_activation="hard_sigmoid"
-            ),
-        ),
-        "2d-same-seq": (
-            (4, 5, 4, 2),
-            lambda: L.ConvLSTM2D(3, (3, 2), padding="same", return_sequences=True),
-        ),
-        "2d-valid": ((4, 5, 4, 2), lambda: L.ConvLSTM2D(2, 3)),
-    }
-
-
-def conv_lstm_check(mod, tmp_path, case) -> None:
-    shape, make = conv_lstm_cases(mod.layers)[case]
-    inp = mod.Input(shape=shape)
-    x = np.random.default_rng(2).normal(size=(2, *shape)).astype(np.float32)
-    check(mod, tmp_path, inp, make()(inp), x, seed=4)
-
-
-@pytest.mark.parametrize(
-    "case", ["1d-valid", "1d-same-seq-dilated", "1d-nobias-relu", "2d-same-seq", "2d-valid"]
-)
-def test_conv_lstm_keras3(keras3, tmp_path, case):
-    conv_lstm_check(keras3, tmp_path, case)
-
-
-@pytest.mark.parametrize("case", ["1d-same-seq-dilated", "1d-nobias-relu", "2d-valid"])
-def test_conv_lstm_keras2(tfk, tmp_path, case):
-    conv_lstm_check(tfk, tmp_path, case)

@@ -134,7 +134,7 @@ def test_the_ast_reader_sees_what_it_looks_for():
     train = imports(PKG / "commands" / "train.py")  # delays the lesson's heavy imports
     assert ("torch_rnnsin.lesson.preflight", False) in {(m, top) for m, _, top in train}
     lesson_imports = {m for p in sources("lesson") for m, _, _ in imports(p)}
-    assert "torch_rnnsin.port.formats" in lesson_imports  # a relative import, resolved
+    assert "torch_rnnsin.port.io" in lesson_imports  # a relative import, resolved
     assert "torch_rnnsin.common.errors.Refused" in lesson_imports
 
 

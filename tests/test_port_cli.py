@@ -66,9 +66,9 @@ def test_inspect_prints_the_layer_table(keras_file, capsys):
     assert main(["inspect", str(keras_file)]) == 0
     out = capsys.readouterr().out
     assert "state sizes [4, 4, 3]" in out
-    assert "kernel (2, 16) -> layers.0.rnn.weight_ih_l0 (16, 2)  transposed" in out
-    assert "bias[1] (9,) -> layers.1.rnn.bias_hh_l0 (9,)  gates zrh->rzn" in out
-    assert "(none) -> layers.0.rnn.bias_hh_l0 (16,)  zero, frozen" in out
+    assert "kernel (2, 16) -> layers.0.cells.0.rnn.weight_ih_l0 (16, 2)  transposed" in out
+    assert "bias[1] (9,) -> layers.1.cells.0.rnn.bias_hh_l0 (9,)  gates zrh->rzn" in out
+    assert "(none) -> layers.0.cells.0.rnn.bias_hh_l0 (16,)  zero, frozen" in out
     assert "state: h (B, 4), c (B, 4)" in out
     assert "nn.Linear(3, 1, bias=True), then linear" in out
 
@@ -119,7 +119,7 @@ def test_check_without_keras_is_refused_before_writing(keras_file, tmp_path, cap
 
 
 def test_cli_process_unsupported_model_exit_2(tmp_path):
-    cfg = sequential(2, layer("LSTM", "lstm", units=2, recurrent_activation="hard_sigmoid"))
+    cfg = sequential(2, layer("LSTM", "lstm", units=2, recurrent_activation="mine"))
     formats.write_keras(tmp_path / "hs.keras", cfg, {})
     r = subprocess.run(
         [sys.executable, "-m", "torch_rnnsin", "port", str(tmp_path / "hs.keras"), "o.pt"],
@@ -129,7 +129,7 @@ def test_cli_process_unsupported_model_exit_2(tmp_path):
     )
     assert r.returncode == 2
     line = one_error_line(r.stderr)
-    assert "LSTM 'lstm': recurrent_activation='hard_sigmoid' is not supported" in line
+    assert "LSTM 'lstm': recurrent_activation='mine' is not supported" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hs.keras"]
 
 

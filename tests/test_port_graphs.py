@@ -5,15 +5,13 @@ compared output by output; written back as .keras, loaded and run by Keras 3 aga
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import kcache
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, needs_keras, shared_tmp
+from conftest import needs_keras, shared_tmp
 
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
 
@@ -21,16 +19,10 @@ pytestmark = pytest.mark.keras
 HERE = Path(__file__).parent
 
 
-def _keras(*args: str, timeout: float = 900) -> None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    r = subprocess.run(
-        [sys.executable, str(HERE / "graph_models.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+def _keras(*args: str) -> None:
+    """tests/graph_models.py in the session's Keras 3 worker (tests/kcache.py): no new TensorFlow."""
+    err = kcache.run_script(HERE / "graph_models.py", list(args), "k3").wait()
+    assert err is None, err
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from conftest import needs_keras
 from torch import nn
 
 from torch_rnnsin.common.errors import Refused
-from torch_rnnsin.model import SinRNN
+from torch_rnnsin.lesson.model import SinRNN
 from torch_rnnsin.port.trace import save_torch_as_keras
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}

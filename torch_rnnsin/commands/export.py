@@ -11,6 +11,7 @@ from pathlib import Path
 from ..common.atomic import check_new_file
 from ..common.errors import Refused
 from ..export import DEFAULT_OPSET, OPSETS
+from .report import report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,9 +42,8 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         export_onnx(model, dst, opset=args.opset)
-    for w in caught:
-        print(f"note: {w.message}")
-    print(describe(dst))
+    notes = [f"note: {w.message}" for w in caught]
+    report("\n".join([*notes, describe(dst)]), [dst])
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .report import report
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="IN", help="model file to describe")
@@ -19,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_keras_model(args.src, args.arch)
     lines = describe_model(model, str(args.src))
-    print("\n".join(lines))
+    report("\n".join(lines))
     return 0

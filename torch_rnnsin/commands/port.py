@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..common.atomic import atomic_path, check_new_file
 from ..common.errors import TOLERANCE, Refused
+from .report import report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,10 +77,13 @@ def _port(src: Path, dst: Path, arch_arg: str | None, check: bool) -> int:
             else:  # Keras -> anything: Keras runs IN, torch runs OUT as read back
                 worst = compare(load_keras_model(tmp, arch), src, arch_arg and Path(arch_arg))
         if worst > TOLERANCE:
-            print(f"not written: {dst} (the check failed)")
+            report(f"not written: {dst} (the check failed)")
             return 1
-        with atomic_path(dst) as part:
+        with atomic_path(dst, replace=False) as part:  # a racing writer that won: kept
             shutil.copyfile(tmp, part)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"wrote {dst}: {len(model.layers)} layers, {n} parameters (from {model.source_format})")
+    report(
+        f"wrote {dst}: {len(model.layers)} layers, {n} parameters (from {model.source_format})",
+        [dst],
+    )
     return 0

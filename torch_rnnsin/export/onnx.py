@@ -15,8 +15,16 @@ The graph comes from torch's TorchScript exporter, which turns ``nn.RNN`` / ``nn
 ``nn.GRU`` into ONNX's RNN / LSTM / GRU ops (one op per layer, any T). Our own cells
 (``OwnRNN``: other activations, GRU with ``reset_after=False``) become the same ops with their
 ``activations`` (Relu, HardSigmoid with Keras 2's or Keras 3's slope, Elu, ...) and
-``linear_before_reset``, which is that maths; a cell ONNX has no activation for, or a masked
-recurrence over a free time axis (a loop over steps), is refused in one line.
+``linear_before_reset``, which is that maths; a cell ONNX has no activation for is refused
+in one line.
+
+A masked recurrence (Embedding(mask_zero=True), Masking, a bool ``mask=`` input; forwards,
+go_backwards or Bidirectional) has no ONNX op: ONNX's recurrent ops have no per-step mask. While
+exporting, each cell's masked branch (a Python loop, which tracing would unroll to the traced
+T) runs instead as a TorchScript function compiled for the cell (``masked_script``), the same
+maths from the cell's weights with Keras's rule (a masked step keeps the state and repeats the
+previous output, zeros before the first valid step); the exporter writes it as one ONNX
+``Loop`` over a free T. Bool masks stay bool inputs; the state is carried as without a mask.
 Every file is checked in onnxruntime against torch before it is written.
 """
 
@@ -34,8 +42,8 @@ from torch import nn
 
 from ..common.atomic import atomic_path, check_new_file
 from ..common.errors import TOLERANCE, Refused, one_line
-from ..port.kinds.recurrent import OwnRNN, Recurrent
-from ..port.model import TensorSpec
+from ..port.kinds.recurrent import Cell, OwnRNN
+from ..port.model import TensorSpec, check_finite_weights
 from . import DEFAULT_OPSET, OPSETS
 
 try:  # the 'onnx' extra: without it, require_onnx() refuses in one line
@@ -84,6 +92,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     dtypes = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
     if dtypes:
         raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
+    check_finite_weights(model, str(path))
     # The model itself, in eval mode for the export (no deep copy of its weights): the
     # caller's mode is restored after, and its weights are only read.
     was_training = model.training
@@ -92,7 +101,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     try:
         with torch.no_grad():
             outputs = graph(*xs, *states)
-        graph.refuse_loops()
+        graph.refuse_activations()
         n_y = len(outputs) - len(states)
         y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
         in_names = graph.names + [f"state_in_{k}" for k in range(len(states))]
@@ -104,7 +113,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
             axes[name] = {0: "batch"}
         buf = io.BytesIO()
         try:
-            with quiet_exporter(), own_cells(model):
+            with quiet_exporter(), own_cells(model), masked_loops(model):
                 torch.onnx.export(
                     graph,
                     (*xs, *states),
@@ -125,6 +134,12 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     worst = check_against_torch(graph, data)
+    if worst == float("inf"):
+        raise Refused(
+            f"{graph.kind}: the ONNX graph gives other shapes than torch at other batch sizes "
+            "or lengths (a layer loops over time in Python, traced at one length: "
+            f"{graph.loops() or 'see inspect'}); not written"
+        )
     if worst > TOLERANCE:
         raise Refused(
             f"{graph.kind}: the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); "
@@ -137,7 +152,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
             UserWarning,
             stacklevel=2,
         )
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=False) as tmp:  # a writer that won the race meanwhile: kept
         tmp.write_bytes(data)
     return path
 
@@ -160,6 +175,11 @@ class Streaming(nn.Module):
         self.kind = type(model).__name__
         self.streamable = bool(model.streamable)
         self.sizes = [int(h) for h in model.state_sizes] if self.streamable else []
+        shapes = getattr(model, "state_shapes", None)
+        self.shapes = (
+            [tuple(s) for s in shapes] if shapes is not None else [(h,) for h in self.sizes]
+        )
+        self.shapes = self.shapes if self.streamable else []
         self.specs = input_specs(model)
         names = [s.name for s in self.specs]
         self.names = ["x"] if len(names) == 1 else [_onnx_name(n, i) for i, n in enumerate(names)]
@@ -195,7 +215,7 @@ class Streaming(nn.Module):
                 x = torch.rand(shape, generator=g) * 2 - 1
             xs.append(x)
         B = xs[0].shape[0]
-        return xs, [torch.rand(B, h, generator=g) - 0.5 for h in self.sizes]
+        return xs, [torch.rand(B, *shape, generator=g) - 0.5 for shape in self.shapes]
 
     def input_axes(self) -> dict[str, dict[int, str]]:
         """Free sizes stay free: the batch, the time axis, any other unsized axis."""
@@ -212,20 +232,22 @@ class Streaming(nn.Module):
             axes[1] = "time"
         return axes
 
-    def refuse_loops(self) -> None:
-        """A masked recurrence steps through time in Python: exported only over a fixed time."""
-        free_time = any(len(s.shape) > 1 and s.shape[1] is None for s in self.specs)
+    def refuse_activations(self) -> None:
+        """A cell with an activation ONNX's recurrent ops (and our masked loop) do not have."""
         for m in self.model.modules():
-            if isinstance(m, Recurrent) and getattr(m, "masked", False) and free_time:
-                raise Refused(
-                    f"{m.keras_class} {m.keras_name!r}: a masked recurrent layer is exported only "
-                    "for a fixed time length (the model's input leaves it free); ONNX's "
-                    "recurrent ops have no per-step mask"
-                )
             if isinstance(m, OwnRNN) and getattr(m, "onnx_activations", None) is None:
                 raise Refused(
                     f"OwnRNN {m.kind}: an activation ONNX's recurrent ops do not have; not exported"
                 )
+
+    def loops(self) -> str:
+        """The layers whose torch code loops over time (ConvLSTM, ...), by name."""
+        names = [
+            f"{b.keras_class} {b.keras_name!r}"
+            for b in getattr(self.model, "layers", [])
+            if b.keras_class.startswith("ConvLSTM")
+        ]
+        return ", ".join(names)
 
     def why(self) -> str:
         """Which layer has no state to carry, and why."""
@@ -246,6 +268,9 @@ class Streaming(nn.Module):
             "torch_rnnsin.model": self.kind,
             "torch_rnnsin.state": state,
             "torch_rnnsin.state_sizes": ",".join(str(h) for h in self.sizes),
+            "torch_rnnsin.state_shapes": ";".join(
+                "x".join(str(d) for d in shape) for shape in self.shapes
+            ),
         }
 
 
@@ -393,6 +418,131 @@ def _is_none(value) -> bool:
     """A traced None (prim::Constant of type None)."""
     node = getattr(value, "node", lambda: None)()
     return node is not None and node.mustBeNone()
+
+
+# --- masked recurrences: one ONNX Loop over the free time axis ------------------
+
+# Keras activation -> TorchScript expression of v (the same set as ONNX_ACTS, hard_sigmoid by
+# the file's Keras major), as port/kinds/activations.py computes it.
+SCRIPT_ACTS = {
+    "tanh": "torch.tanh({v})",
+    "sigmoid": "torch.sigmoid({v})",
+    "relu": "torch.relu({v})",
+    "linear": "({v})",
+    "elu": "torch.nn.functional.elu({v})",
+    "softsign": "({v}) / (1.0 + torch.abs({v}))",
+    "softplus": "torch.nn.functional.softplus({v})",
+    "hard_sigmoid/2": "torch.clamp(0.2 * ({v}) + 0.5, 0.0, 1.0)",
+    "hard_sigmoid/3": "torch.clamp(({v}) + 3.0, 0.0, 6.0) / 6.0",
+}
+
+# One step of each cell from x = the projected input (B, kH) with its bias, h, c (B, H), the
+# recurrent rows U (kH, H) and bias bh (kH,) in torch's gate order: h2, c2 (OwnRNN.step's maths).
+SCRIPT_STEPS = {
+    "SimpleRNN": """
+        h2 = ACT(x + torch.matmul(h, U.t()) + bh)
+        c2 = c""",
+    "LSTM": """
+        a = x + torch.matmul(h, U.t()) + bh
+        c2 = REC(a[:, H:2 * H]) * c + REC(a[:, 0:H]) * ACT(a[:, 2 * H:3 * H])
+        h2 = REC(a[:, 3 * H:4 * H]) * ACT(c2)""",
+    "GRU/after": """
+        a = torch.matmul(h, U.t()) + bh
+        r = REC(x[:, 0:H] + a[:, 0:H])
+        z = REC(x[:, H:2 * H] + a[:, H:2 * H])
+        n = ACT(x[:, 2 * H:3 * H] + r * a[:, 2 * H:3 * H])
+        h2 = z * h + (1.0 - z) * n
+        c2 = c""",
+    "GRU/before": """
+        r = REC(x[:, 0:H] + torch.matmul(h, U[0:H].t()) + bh[0:H])
+        z = REC(x[:, H:2 * H] + torch.matmul(h, U[H:2 * H].t()) + bh[H:2 * H])
+        n = ACT(x[:, 2 * H:3 * H] + torch.matmul(r * h, U[2 * H:3 * H].t()) + bh[2 * H:3 * H])
+        h2 = z * h + (1.0 - z) * n
+        c2 = c""",
+}
+
+SCRIPT_LOOP = """
+def masked_loop(gi: Tensor, mask: Tensor, h: Tensor, c: Tensor, U: Tensor, bh: Tensor):
+    # gi (B, T, kH), mask (B, T) bool, h, c (B, H) -> outputs (B, T, H), h, c
+    H = h.size(1)
+    prev = torch.zeros_like(h)
+    outs: List[Tensor] = []
+    for t in range(gi.size(1)):
+        x = gi[:, t]
+        m = mask[:, t].unsqueeze(1)
+STEP
+        h = torch.where(m, h2, h)
+        c = torch.where(m, c2, c)
+        prev = torch.where(m, h2, prev)
+        outs.append(prev)
+    return torch.stack(outs, 1), h, c
+"""
+
+_compiled: dict[tuple, object] = {}
+
+
+def masked_script(cell: Cell):
+    """The cell's masked recurrence as a TorchScript function (ONNX: one Loop, T free);
+    Keras's rule: a masked step keeps the state and repeats the previous output (zeros
+    before the first valid step)."""
+    o = cell.options
+    step = cell.kind if cell.kind != "GRU" else f"GRU/{'after' if o['reset_after'] else 'before'}"
+    names = [o["activation"], o.get("recurrent_activation", "sigmoid")]
+    exprs = [SCRIPT_ACTS.get(f"{n}/{cell.keras}", SCRIPT_ACTS.get(n)) for n in names]
+    if None in exprs:
+        raise Refused(
+            f"{cell.kind}: activation {names} in a masked recurrence has no exported form"
+        )
+    key = (step, *exprs)
+    if key not in _compiled:
+        body = SCRIPT_STEPS[step]
+        for fn, expr in (("ACT", exprs[0]), ("REC", exprs[1])):
+            body = _substitute(body, fn, expr)
+        src = SCRIPT_LOOP.replace("STEP", body.strip("\n"))
+        _compiled[key] = torch.jit.CompilationUnit(src).masked_loop
+    return _compiled[key]
+
+
+def _substitute(body: str, fn: str, expr: str) -> str:
+    """Each ``fn(arg)`` in ``body`` (args without nested calls' parentheses) -> expr of arg."""
+    out, i = [], 0
+    while (j := body.find(fn + "(", i)) >= 0:
+        k, depth = j + len(fn) + 1, 1
+        while depth:
+            depth += {"(": 1, ")": -1}.get(body[k], 0)
+            k += 1
+        out += [body[i:j], expr.format(v=body[j + len(fn) + 1 : k - 1])]
+        i = k
+    return "".join(out) + body[i:]
+
+
+def masked_run(cell: Cell, x: torch.Tensor, state: list | None, mask: torch.Tensor | None):
+    """``Cell.run`` with its masked branch as the scripted loop (export only)."""
+    if mask is None:
+        return type(cell).run(cell, x, state, None)
+    rnn, B = cell.rnn, x.shape[0]
+    gi = nn.functional.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0)  # (B, T, kH)
+    U = rnn.weight_hh_l0  # (kH, H)
+    bh = rnn.bias_hh_l0 if rnn.bias_hh_l0 is not None else U.new_zeros(U.shape[0])
+    zero = x.new_zeros(B, cell.hidden)  # (B, H)
+    h = zero if state is None else state[0]
+    c = state[1] if state is not None and cell.kind == "LSTM" else zero
+    out, h, c = masked_script(cell)(gi, mask.to(torch.bool), h, c, U, bh)
+    return out, ([h, c] if cell.kind == "LSTM" else [h])
+
+
+@contextlib.contextmanager
+def masked_loops(model):
+    """While exporting, a masked recurrence runs as a TorchScript loop (one ONNX Loop over
+    a free T) instead of ``Cell.run``'s Python loop, which the tracer unrolls."""
+    cells = [m for m in model.modules() if isinstance(m, Cell)]
+    for cell in cells:
+        cell.run = lambda x, state, mask, cell=cell: masked_run(cell, x, state, mask)
+    try:
+        yield
+    finally:
+        for cell in cells:
+            del cell.run
 
 
 def describe(path: str | os.PathLike) -> str:

@@ -17,9 +17,7 @@ A file holding any other model is refused, naming what differs: port it with
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -154,19 +152,15 @@ def check_lesson_model(model) -> None:
 
 
 def _read_keras_file(path: Path) -> list[np.ndarray]:
-    try:  # a .weights.h5 from save_keras_weights carries its config (the stamp)
+    try:  # a .weights.h5 from save_keras_weights / keras_ref carries its config (the stamp)
         kf = formats.read_keras(path)
     except formats.NeedsArch:
-        # A Keras-written weights file holds no architecture: the lesson's is assumed (only
-        # the layer names and shapes can be checked; issue 21 wants these stamped too).
-        with tempfile.TemporaryDirectory() as d:
-            arch = Path(d) / "lesson.json"
-            arch.write_text(json.dumps(lesson_config()))
-            kf = formats.read_keras(path, arch)
-        if sorted(kf.weights) != ["RNN", "dense"]:
-            raise Refused(
-                f"not a SimpleRNN + Dense weights file: found {sorted(kf.weights)}"
-            ) from None
+        raise Refused(
+            f"{path}: a weights-only file holds no architecture, so nothing shows it is the "
+            "lesson's SimpleRNN + Dense (a relu, go_backwards or other model's weights would "
+            "read as its): save it with save_keras_weights, or port it with "
+            "load_keras_model(path, arch=...)"
+        ) from None
     model = build_model(kf.config, empty=True)  # every layer and option mapped or refused
     check_lesson_model(model)
     load_keras_arrays(model, kf.weights)

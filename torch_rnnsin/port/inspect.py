@@ -4,7 +4,7 @@ per layer, its torch modules and every tensor's mapping from Keras."""
 from __future__ import annotations
 
 from . import tables
-from .model import PortedModel
+from .model import PortedModel, dims_text
 
 
 def _src(model: PortedModel, tid) -> str:
@@ -18,14 +18,11 @@ def _src(model: PortedModel, tid) -> str:
 
 def describe_model(model: PortedModel, source: str = "") -> list[str]:
     """The layer table: each Keras layer, its torch module, every tensor and how it maps."""
-    ins = ", ".join(
-        f"{i.name} {tuple('batch' if d is None else d for d in i.shape)} {i.dtype}"
-        for i in model.inputs
+    ins = ", ".join(f"{i.name} {dims_text(i.shape)} {i.dtype}" for i in model.inputs)
+    outs = ", ".join(f"{o.name} {dims_text(o.shape)}" for o in model.outputs)
+    state = (
+        model.state_sizes if model.streamable else f"none carried ({model.why_not_streamable()})"
     )
-    outs = ", ".join(
-        f"{o.name} {tuple('batch' if d is None else d for d in o.shape)}" for o in model.outputs
-    )
-    state = model.state_sizes if model.streamable else "not streamable"
     lines = [
         f"{source} ({model.source_format or 'model'}): inputs {ins}; outputs {outs}; state sizes {state}"
     ]
@@ -46,7 +43,7 @@ def describe_model(model: PortedModel, source: str = "") -> list[str]:
             else ""
         )
         lines.append(
-            f"{b.keras_class} {c.layer.path!r} <- {feeds}"
+            f"{b.keras_class} {c.layer.path!r} (layers.{index[id(b)]}) <- {feeds}"
             + (f"; {'; '.join(extra)}" if extra else "")
             + shared
         )

@@ -9,6 +9,7 @@ save_keras_model(model, "back.keras")          # .keras, .weights.h5, .safetenso
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..common.atomic import no_replace
 from ..common.errors import Refused
 from . import io as files
 from . import tables, trace
@@ -74,6 +76,14 @@ class PortedModel(nn.Module):
         )
 
     @property
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """Each carried state tensor's shape without the batch: (H,) for SimpleRNN / LSTM /
+        GRU, (*spatial, filters) maps for ConvLSTM."""
+        if not self.streamable:
+            return []
+        return [tuple(s) for c in self._carried for s in self.block(c).state_shapes]
+
+    @property
     def streamable(self) -> bool:
         """Every recurrent call can continue from a carried state (none reads backwards, is
         shared, or takes its initial state from another layer)."""
@@ -122,14 +132,14 @@ class PortedModel(nn.Module):
             raise Refused("state in/out: the model has no recurrent layer")
 
     def _split_state(self, state, B: int) -> dict[int, list]:
-        sizes = self.state_sizes
+        shapes = [(B, *s) for c in self._carried for s in self.block(c).state_shapes]
         state = list(state)
-        if len(state) != len(sizes):
-            raise Refused(f"state: expected {len(sizes)} tensors, got {len(state)}")
-        for k, (s, h) in enumerate(zip(state, sizes, strict=True)):
-            if not isinstance(s, torch.Tensor) or tuple(s.shape) != (B, h):
+        if len(state) != len(shapes):
+            raise Refused(f"state: expected {len(shapes)} tensors, got {len(state)}")
+        for k, (s, want) in enumerate(zip(state, shapes, strict=True)):
+            if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
                 got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-                raise Refused(f"state[{k}]: expected shape {(B, h)}, got {got}")
+                raise Refused(f"state[{k}]: expected shape {want}, got {got}")
         per, i = {}, 0
         for c in self._carried:
             n = len(self.block(c).state_sizes)
@@ -225,9 +235,11 @@ class PortedModel(nn.Module):
             ) from None
         return (ys[0] if len(ys) == 1 else tuple(ys)), new, trace
 
-    def _plan_state(self) -> tuple[list[int], list[tuple[int, int, int]]]:
-        """The flat state's sizes, and each carried call's (index in the graph, slice)."""
-        sizes, where, i = self.state_sizes, [], 0
+    def _plan_state(self) -> tuple[list[tuple], list[tuple[int, int, int]]]:
+        """The flat state's shapes (no batch), and each carried call's (index in the graph,
+        slice)."""
+        sizes = [tuple(s) for c in self._carried for s in self.block(c).state_shapes]
+        where, i = [], 0
         for c in self._carried:
             n = len(self.block(c).state_sizes)
             where.append((self.graph.calls.index(c), i, i + n))
@@ -239,7 +251,10 @@ class PortedModel(nn.Module):
         sizes, where = plan
         state = state if isinstance(state, list) else list(state)
         if len(state) != len(sizes) or not all(
-            isinstance(s, torch.Tensor) and s.shape == (B, h)
+            isinstance(s, torch.Tensor)
+            and s.ndim == len(h) + 1
+            and s.shape[0] == B
+            and s.shape[1:] == h
             for s, h in zip(state, sizes, strict=True)
         ):
             return self._split_state(state, B)
@@ -267,13 +282,20 @@ class PortedModel(nn.Module):
 
 def _want(spec: TensorSpec) -> str:
     """What an input must be, in words (for a refusal)."""
-    dims = [
-        "batch"
-        if i == 0 and d is None
-        else ("time >= 1" if i == 1 and d is None else str(d or "any"))
-        for i, d in enumerate(spec.shape)
-    ]
-    return f"a tensor of shape ({', '.join(dims)}), {spec.dtype}"
+    return f"a tensor of shape {dims_text(spec.shape, '>= 1')}, {spec.dtype}"
+
+
+def dims_text(shape, time_note: str = "") -> str:
+    """(batch, time, 3): the free sizes named."""
+    names = ["batch", f"time {time_note}".strip()]
+    return (
+        "("
+        + ", ".join(
+            str(d) if d is not None else names[min(i, 1)] if i < 2 else "any"
+            for i, d in enumerate(shape)
+        )
+        + ")"
+    )
 
 
 def _resolve(v, env):
@@ -632,8 +654,30 @@ def save_keras_model(
     ``model``: a ported model, or any torch module built from supported kinds (nn.RNN /
     nn.LSTM / nn.GRU, nn.Linear, nn.Embedding, ...), whose forward is traced on
     ``example_inputs`` (a Keras 2 .h5 with ``keras2=True``). An existing file is never
-    replaced unless ``overwrite=True``.
+    replaced unless ``overwrite=True`` (and then only a file: a symbolic link is refused,
+    dangling or not); without it the file appears by a no-replace rename, so that a writer
+    racing for the same name gets ``FileExistsError``. NaN/inf weights are refused, naming
+    the tensor, before anything is written.
     """
+    path = Path(path)
+    if path.is_symlink():
+        raise Refused(f"{path}: a symbolic link; save_keras_model never writes through or over one")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; not overwritten")
+    if isinstance(model, nn.Module):
+        check_finite_weights(model, str(path))
+    with contextlib.nullcontext() if overwrite else no_replace():
+        return _save(model, path, overwrite, example_inputs, keras2)
+
+
+def check_finite_weights(model: nn.Module, what: str) -> None:
+    """Refuse a model holding NaN or inf in any floating parameter or buffer, naming it."""
+    for name, t in model.state_dict().items():
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise Refused(f"{what}: tensor {name!r} holds NaN or inf values; not written")
+
+
+def _save(model, path: Path, overwrite: bool, example_inputs, keras2: bool) -> Path:
     if not isinstance(model, PortedModel):
         if not isinstance(model, nn.Module):
             raise Refused(f"save_keras_model: expected a torch module, got {type(model).__name__}")
@@ -645,12 +689,9 @@ def save_keras_model(
         trace.save_torch_as_keras(
             model, path, tuple(example_inputs), keras2=keras2, overwrite=overwrite
         )
-        return Path(path)
+        return path
     if keras2:
         raise Refused("save_keras_model: keras2=True is for models written in torch")
-    path = Path(path)
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{path}: already exists; not overwritten")
     ext = _ext(path)
     if model.keras_version == 2 and ext in KERAS_OUT_EXTS:
         _check_keras3_formulas(model)

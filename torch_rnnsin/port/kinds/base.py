@@ -250,6 +250,11 @@ class Block(nn.Module):
     streamable = True  # a chunk can continue from a carried state
     own_code = ""  # "" when the maths is torch's own module; else why our own module
 
+    @property
+    def state_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each carried state tensor's shape without the batch axis (ConvLSTM: maps)."""
+        return tuple((h,) for h in self.state_sizes)
+
     def __init__(self, layer: Layer, outputs: list[Spec]):
         super().__init__()
         self.keras_class, self.keras_name, self.keras_path = layer.cls, layer.name, layer.path
