@@ -119,3 +119,16 @@ def keras_models(tmp_path_factory):
         except Exception as e:
             failed.write_text(f"{type(e).__name__}: {e}")
             raise
+
+
+@pytest.fixture(scope="session")
+def ort():
+    """onnxruntime (the 'onnx' extra); with CI=true a missing one fails, never skips."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as e:
+        if IN_CI:
+            pytest.fail(f"CI=true and onnx/onnxruntime cannot be imported: {e}")
+        pytest.skip(f"onnx/onnxruntime not installed ({e}); install the 'onnx' extra")
+    return onnxruntime

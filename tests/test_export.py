@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import IN_CI, random_keras_weights
+from conftest import random_keras_weights
 from torch import nn
 
 from torch_rnnsin.commands.export import add_arguments as add_export_arguments
@@ -24,18 +24,6 @@ from torch_rnnsin.lesson.predict import predict_stateful
 from torch_rnnsin.port.kinds.recurrent import OwnRNN
 
 TOL = 1e-5
-
-
-@pytest.fixture(scope="session")
-def ort():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and onnx/onnxruntime cannot be imported: {e}")
-        pytest.skip(f"onnx/onnxruntime not installed ({e}); install the 'onnx' extra")
-    return onnxruntime
 
 
 def session(ort, path):

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import IN_CI
 
 from torch_rnnsin.export.onnx import export_onnx
 from torch_rnnsin.port.kinds.recurrent import OwnRNN
@@ -17,18 +16,6 @@ from torch_rnnsin.port.model import load_keras_model
 
 SHAPES = [(1, 1), (7, 13), (13, 7), (4, 7)]  # (batch, length)
 VOCAB, F = 10, 3
-
-
-@pytest.fixture(scope="session")
-def ort():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and onnx/onnxruntime cannot be imported: {e}")
-        pytest.skip(f"onnx/onnxruntime not installed ({e}); install the 'onnx' extra")
-    return onnxruntime
 
 
 def keep(B: int, T: int, seed: int) -> np.ndarray:

@@ -15,7 +15,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import IN_CI
 from kcache import needs_keras
 from port_helpers import keras_arrays, layer, sequential
 
@@ -66,18 +65,6 @@ def predict(model, seed: int = 9) -> np.ndarray:
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(2, 5, 2)).astype(np.float32))
     with torch.no_grad():
         return model(x).numpy()
-
-
-@pytest.fixture
-def onnx_rt():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError as e:
-        if IN_CI:
-            pytest.fail(f"CI=true and onnx/onnxruntime cannot be imported: {e}")
-        pytest.skip(f"onnx/onnxruntime not installed ({e}); install the 'onnx' extra")
-    return onnxruntime
 
 
 # --- 1. OUT by a no-replace rename ---------------------------------------------------
@@ -132,7 +119,7 @@ def test_two_ports_racing_for_one_out_exactly_one_wins_whole(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["port", "export"])
-def test_report_to_dev_full_exit_2_and_no_out(tmp_path, command, onnx_rt):
+def test_report_to_dev_full_exit_2_and_no_out(tmp_path, command, ort):
     """Publish, then report; a report that cannot be written removes OUT (ours), exit 2."""
     save_keras_model(ported(), tmp_path / "m.keras")
     out = "o.pt" if command == "port" else "o.onnx"
@@ -195,7 +182,7 @@ def test_nan_weights_of_a_traced_module_refused_on_save(tmp_path, name, keras2):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_nan_weights_refused_on_export_naming_the_tensor(tmp_path, onnx_rt):
+def test_nan_weights_refused_on_export_naming_the_tensor(tmp_path, ort):
     from torch_rnnsin.export.onnx import export_onnx
 
     model = ported()
@@ -209,7 +196,7 @@ def test_nan_weights_refused_on_export_naming_the_tensor(tmp_path, onnx_rt):
 # --- 4. a non-UTF-8 file name on a strict-UTF-8 stdout ------------------------------------
 
 
-def test_non_utf8_names_printed_safely_on_a_strict_stdout(tmp_path, onnx_rt):
+def test_non_utf8_names_printed_safely_on_a_strict_stdout(tmp_path, ort):
     src = os.fsdecode(b"m\xff.keras")
     try:
         save_keras_model(ported(), tmp_path / src)
@@ -293,7 +280,7 @@ def deep_keras(path: Path, depth: int, how: str) -> Path:
         (40, "wrapped", "TimeDistributed"),
     ],
 )
-def test_export_of_a_deeply_nested_config_one_line(tmp_path, depth, how, said, onnx_rt):
+def test_export_of_a_deeply_nested_config_one_line(tmp_path, depth, how, said, ort):
     deep_keras(tmp_path / "deep.keras", depth, how)
     code, _, err = finish(cli("export", "deep.keras", "o.onnx", cwd=tmp_path))
     assert code == 2, err[-2000:]
