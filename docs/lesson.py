@@ -373,7 +373,8 @@ print("every difference below 1e-5:", bool((agree.iloc[:, 2:] < 1e-5).all().all(
 
 # %% [markdown]
 # The three implementations agree to float32 rounding. Last, the weights travel
-# through files: torch writes a Keras `.weights.h5`, Keras loads it, saves its own,
+# through files: torch writes a Keras `.weights.h5`, Keras loads it, saves its own
+# `.keras` (which, unlike a bare `.weights.h5`, says which model the weights belong to),
 # and torch reads that back.
 
 # %%
@@ -381,11 +382,11 @@ with tempfile.TemporaryDirectory() as tmp:
     save_keras_weights(torch_to_keras(lesson), Path(tmp) / "from_torch.weights.h5")
     kback = keras_ref.define_model(seq_len=2)
     kback.load_weights(Path(tmp) / "from_torch.weights.h5")
-    kback.save_weights(Path(tmp) / "from_keras.weights.h5")
-    again = keras_to_torch(load_keras_weights(Path(tmp) / "from_keras.weights.h5"))
+    kback.save(Path(tmp) / "from_keras.keras")
+    again = keras_to_torch(load_keras_weights(Path(tmp) / "from_keras.keras"))
 before, after = lesson.state_dict(), again.state_dict()
 same = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-print("torch -> .weights.h5 -> Keras -> .weights.h5 -> torch, bit for bit:", same)
+print("torch -> .weights.h5 -> Keras -> .keras -> torch, bit for bit:", same)
 
 # %% [markdown]
 # That is the lesson: five numbers, two ways to use them, the same results in

@@ -231,6 +231,7 @@ def predict(folder: Path) -> None:
     for path in sorted(folder.glob("*.keras")):
         with np.load(path.with_suffix(".npz")) as z:
             xs = [z[f"x{i}"] for i in range(len([k for k in z.files if k.startswith("x")]))]
+        keras.backend.clear_session()  # each file as a user loads it: in a fresh session
         try:
             model = keras.models.load_model(path)
             y = as_list(model.predict(xs if len(xs) > 1 else xs[0], verbose=0))

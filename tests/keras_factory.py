@@ -293,9 +293,9 @@ def _refusal_k3(keras, name: str):
     inp = keras.Input(shape=(None, 2))
     if name == "conv1d":
         return seq([inp, L.Conv1D(2, 2, name="conv_in", dtype="float64"), L.LSTM(2), L.Dense(1)])
-    if name == "mha_axes":  # attention over another axis than the default
-        h = L.MultiHeadAttention(1, 2, attention_axes=(1,), name="mha")(inp, inp)
-        return keras.Model(inp, L.Dense(1)(L.LSTM(2)(h)))
+    if name == "mha_scores":  # the attention scores as a second output
+        h, scores = L.MultiHeadAttention(1, 2, name="mha")(inp, inp, return_attention_scores=True)
+        return keras.Model(inp, [L.Dense(1)(L.LSTM(2)(h)), scores])
     if name == "lambda":
         return seq([inp, L.Lambda(lambda t: t * 2.0, name="double"), L.LSTM(2), L.Dense(1)])
     if name == "custom_activation":
@@ -328,7 +328,7 @@ REFUSALS: dict[str, tuple[str, str, str | None]] = {
     # return_state, RNN(cell), relu and hard_sigmoid recurrences, LayerNormalization,
     # attention) is checked against Keras in test_port_graphs.py and test_kinds_*.py
     "conv1d": ("Conv1D", "conv_in", "dtype"),  # Conv1D is ported; float64 is not
-    "mha_axes": ("MultiHeadAttention", "mha", "attention_axes"),
+    "mha_scores": ("MultiHeadAttention", "mha", "return_attention_scores"),
     "lambda": ("Lambda", "double", None),
     "custom_activation": ("SimpleRNN", "srnn_custom", "activation"),
     "bilinear": ("UpSampling2D", "up", "interpolation"),

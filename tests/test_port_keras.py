@@ -356,7 +356,7 @@ def cli_error_line(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("name", ["conv1d", "mha_axes", "k2_time_major"])
+@pytest.mark.parametrize("name", ["conv1d", "mha_scores", "k2_time_major"])
 def test_refused_by_cli(keras_models, tmp_path, name):
     """port refuses with exit 2 and one line, and writes nothing (a layer kind, a graph, an
     option in a Keras 2 file: the CLI prints the same ValueError as the API's, tested above

@@ -74,6 +74,21 @@ class Whole(nn.Module):
         return self.module(x) if hx is None else self.module(x, hx)
 
 
+def _drop_guards(graph: torch.fx.Graph, n_inputs: int) -> None:
+    """fx checks each defaulted argument it fixed (``state=None``: the placeholders after
+    the example inputs) with nodes of its own (``eq``, ``_assert``): drop those checks,
+    which compute nothing the model gives."""
+    fixed = set([n for n in graph.nodes if n.op == "placeholder"][n_inputs:])
+    guard: set[torch.fx.Node] = set()
+    for n in graph.nodes:
+        if n.op == "call_function" and any(a in fixed or a in guard for a in n.all_input_nodes):
+            guard.add(n)
+    for n in reversed(list(graph.nodes)):
+        if n in guard and all(u in guard for u in n.users):
+            graph.erase_node(n)
+            guard.discard(n)
+
+
 def trace(module: nn.Module, example_inputs: tuple) -> tuple[torch.fx.GraphModule, dict]:
     """(graph module, node -> its value on the example inputs). Parameters beyond the
     example inputs keep their defaults (constants while tracing)."""
@@ -99,6 +114,7 @@ def trace(module: nn.Module, example_inputs: tuple) -> tuple[torch.fx.GraphModul
         f = _user_frame(traceback.extract_tb(e.__traceback__))
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise Refused(f"torch.fx cannot trace the forward pass ({msg}){frame_text(f)}") from None
+    _drop_guards(graph, len(example_inputs))
     gm = torch.fx.GraphModule(module, graph)
     values: dict[torch.fx.Node, object] = {}
 
