@@ -57,6 +57,15 @@ def check_keras(keras, module, inputs: tuple, path, keras2: bool = False) -> lis
     assert [g.shape for g in got] == [w.shape for w in want]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, **TOL)
+    # and back through the porter (no Keras): the same numbers again
+    from torch_rnnsin import load_keras_model
+
+    back = load_keras_model(path)
+    with torch.no_grad():
+        again = back(*[torch.from_numpy(np.asarray(x)) for x in ins])
+    again = [t.numpy() for t in (again if isinstance(again, tuple) else (again,))]
+    for g, w in zip(again, want, strict=True):
+        np.testing.assert_allclose(g, w, **TOL)
     return got
 
 
