@@ -427,6 +427,7 @@ def build_model(
             if c.layer.path not in blocks:
                 blocks[c.layer.path] = build(c.layer, ins)
             b = blocks[c.layer.path]
+            b.check_call(c.args, c.kwargs)
             for k, s in enumerate(b.output_specs):
                 specs[c.out(k)] = s
     _sequential_outputs(g, blocks)

@@ -73,9 +73,12 @@ class Attention(Block):
         y = torch.softmax(s, dim=-1) @ v  # (B, Tq, D)
         return y if qm is None else y * qm.unsqueeze(-1).to(y.dtype)
 
-    def apply(self, xs, masks, kwargs, state=None):
+    def check_call(self, args: list, kwargs: dict) -> None:
         if kwargs.get("return_attention_scores"):
             raise self._fail("return_attention_scores=True (a second output) is not supported")
+
+    def apply(self, xs, masks, kwargs, state=None):
+        self.check_call(xs, kwargs)
         mask = kwargs.get("mask", masks if any(m is not None for m in masks) else None)
         y = self(*xs, mask=mask, causal=bool(kwargs.get("use_causal_mask", False)))
         return [y], (mask[0] if mask else None), None
@@ -174,14 +177,17 @@ class MultiHeadAttention(Block):
         out = torch.einsum("acbe,aecd->abcd", w, vh)  # (B, T, N, Hv)
         return self.output_dense(out)  # (B, T, O)
 
-    def apply(self, xs, masks, kwargs, state=None):
+    def check_call(self, xs: list, kwargs: dict) -> None:
         known = ("attention_mask", "use_causal_mask", "query_mask", "value_mask", "key_mask")
         bad = sorted(k for k in kwargs if k not in known and k != "return_attention_scores")
         if kwargs.get("return_attention_scores"):
-            bad.append("return_attention_scores")
+            bad.append("return_attention_scores=True (a second output)")
         if bad or len(xs) not in (2, 3):
             why = f"call arguments {bad}" if bad else f"{len(xs)} tensor arguments"
             raise Layer(self.keras_class, self.keras_name, {}).fail(f"{why} are not supported")
+
+    def apply(self, xs, masks, kwargs, state=None):
+        self.check_call(xs, kwargs)
         q, v = xs[0], xs[1]
         masks = list(masks) + [None] * 3
         for i, k in ((1, "value_mask"), (2, "key_mask")):  # by name: replace the inputs' masks

@@ -265,6 +265,10 @@ class Block(nn.Module):
     def compute_mask(self, xs: list[torch.Tensor], masks: list) -> torch.Tensor | None:
         return masks[0] if (self.mask_rule == "pass" and masks) else None
 
+    def check_call(self, args: list, kwargs: dict) -> None:
+        """Refuse, before anything runs, a call this block does not compute (its call
+        arguments as the graph gives them: tensor ids and plain values)."""
+
     def apply(self, xs: list[torch.Tensor], masks: list, kwargs: dict, state=None):
         """-> (outputs list, output mask, new carried state or None)."""
         mask = masks[0] if masks else None
