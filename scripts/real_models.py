@@ -784,7 +784,8 @@ def onnx_check(pm, path: Path, xs, ref) -> str:
         for n, x in zip(g.names, xs, strict=True)
     }
     feed |= {
-        f"state_in_{k}": np.zeros((xs[0].shape[0], h), np.float32) for k, h in enumerate(g.sizes)
+        f"state_in_{k}": np.zeros((np.asarray(xs[0]).shape[0], *shape), np.float32)
+        for k, shape in enumerate(g.shapes)
     }
     got = sess.run(None, feed)[: len(ref)]
     d = rel(got, ref)
