@@ -102,6 +102,15 @@ def keras3():
 
 
 @pytest.fixture(scope="session")
+def keras2(keras3):
+    """Keras 2 (tf_keras), imported in this process, after Keras 3 (for the kind tests)."""
+    needs_keras("tf_keras", "tensorflow")
+    import tf_keras
+
+    return tf_keras
+
+
+@pytest.fixture(scope="session")
 def keras_models(tmp_path_factory):
     """Every model of tests/keras_factory.py, built once per session (both Keras APIs,
     two subprocesses) and shared by the xdist workers: a keras_factory.Built."""

@@ -7,20 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import needs_keras
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
 
 T, F, H = 6, 3, 4
-
-
-@pytest.fixture(scope="session")
-def tfk(keras3):
-    needs_keras("tf_keras")
-    import tf_keras
-
-    return tf_keras
 
 
 def randomize(model, seed: int = 0) -> None:
@@ -136,10 +127,10 @@ def test_attention_keras3_masks(keras3, tmp_path, case):
 @pytest.mark.parametrize(
     "case", ["dot-scale-causal", "concat-scale", "additive-key", "mha-dims-causal", "mha-key"]
 )
-def test_attention_keras2(tfk, tmp_path, case, masked):
-    inp, h, x = front(tfk, masked)
-    y = attention_cases(tfk)[case](h)
-    check(tfk, tmp_path, inp, tfk.layers.Dense(2)(y), x)
+def test_attention_keras2(keras2, tmp_path, case, masked):
+    inp, h, x = front(keras2, masked)
+    y = attention_cases(keras2)[case](h)
+    check(keras2, tmp_path, inp, keras2.layers.Dense(2)(y), x)
 
 
 def test_attention_mask_argument(keras3, tmp_path):

@@ -9,20 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import needs_keras
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
 
 T = 5
-
-
-@pytest.fixture(scope="session")
-def tfk(keras3):
-    needs_keras("tf_keras")
-    import tf_keras
-
-    return tf_keras
 
 
 def close(got: np.ndarray, want: np.ndarray) -> None:
@@ -107,8 +98,8 @@ def test_conv_lstm_keras3(keras3, tmp_path, case):
     "case", ["1d-same-seq-dilated", "1d-nobias-relu", "2d-valid", "1d-strides-valid-state",
              "2d-strides-same-backwards"]
 )  # fmt: skip
-def test_conv_lstm_keras2(tfk, tmp_path, case):
-    case_check(tfk, tmp_path, case)
+def test_conv_lstm_keras2(keras2, tmp_path, case):
+    case_check(keras2, tmp_path, case)
 
 
 def initial_state_model(mod):
@@ -124,7 +115,7 @@ def initial_state_model(mod):
     return mod.Model([x, s], [y, h, c]), [a.astype(np.float32) for a in xs]
 
 
-@pytest.mark.parametrize("which", ["keras3", "tfk"])
+@pytest.mark.parametrize("which", ["keras3", "keras2"])
 def test_initial_state_from_other_layers(which, request, tmp_path):
     mod = request.getfixturevalue(which)
     model, xs = initial_state_model(mod)
@@ -151,9 +142,9 @@ def test_mask_argument_keras3(keras3, tmp_path, zero, seq):
     port_and_compare(keras3, tmp_path, model, xs)
 
 
-def test_mask_argument_keras2(tfk, tmp_path):
-    model, xs = mask_model(tfk, False, True)
-    port_and_compare(tfk, tmp_path, model, xs)
+def test_mask_argument_keras2(keras2, tmp_path):
+    model, xs = mask_model(keras2, False, True)
+    port_and_compare(keras2, tmp_path, model, xs)
 
 
 def test_stateful_is_accepted(keras3, tmp_path):

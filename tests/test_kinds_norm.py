@@ -19,14 +19,6 @@ pytestmark = pytest.mark.keras
 T, F = 5, 4
 
 
-@pytest.fixture(scope="session")
-def keras2():
-    needs_keras("tf_keras", "tensorflow")
-    import tf_keras
-
-    return tf_keras
-
-
 @pytest.fixture(params=[3, 2], ids=["keras3", "keras2"])
 def K(request):
     return request.getfixturevalue("keras3" if request.param == 3 else "keras2")
