@@ -16,19 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..common.errors import Refused
-from .kinds.base import MAX_SIZE, Layer, check_entry
+from .kinds.base import MAX_SIZE, Layer, call_form, check_entry
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
-RECURRENT_CALLS = (
-    "SimpleRNN",
-    "LSTM",
-    "GRU",
-    "RNN",
-    "Bidirectional",
-    "ConvLSTM1D",
-    "ConvLSTM2D",
-    "ConvLSTM3D",
-)
 MAX_DEPTH = 32  # nested models inside nested models
 
 Tid = tuple[str, int, int]
@@ -171,9 +161,10 @@ def _node(node, layer: Layer, names: set[str]) -> tuple[list, dict]:
             elif v is not None:
                 raise layer.fail(f"called with a non-tensor argument {str(v)[:60]}")
 
-        positional = args[:1] if layer.cls not in ("MultiHeadAttention",) else args
-        if layer.cls == "MultiHeadAttention":
-            positional = args = _by_name(args, kwargs)
+        names = call_form(layer.cls).tensor_args  # (importing .kinds registered them all)
+        if names:
+            args = _by_name(args, kwargs, names)
+        positional = args if names else args[:1]
         for a in positional:
             walk(a)
         for i, a in enumerate(args[len(positional) :], start=len(positional)):
@@ -193,16 +184,18 @@ def _node(node, layer: Layer, names: set[str]) -> tuple[list, dict]:
                         kwargs[k] = [("ref", (w[0], int(w[1]), int(w[2]))) for w in v]
                     else:
                         kwargs[k] = v
-        if layer.cls == "MultiHeadAttention":
-            flat = [r[1] for r in _by_name([("ref", t) for t in flat], kwargs)]
+        if call_form(layer.cls).tensor_args:
+            by_name = _by_name([("ref", t) for t in flat], kwargs, call_form(layer.cls).tensor_args)
+            flat = [r[1] for r in by_name]
         return flat, kwargs
     raise layer.fail(f"unreadable inbound node {str(node)[:80]}")
 
 
-def _by_name(args: list, kwargs: dict) -> list:
-    """MultiHeadAttention's query, value, key given by name, as positional arguments."""
+def _by_name(args: list, kwargs: dict, names: tuple[str, ...]) -> list:
+    """Tensor arguments given by name (MultiHeadAttention's query, value, key), as
+    positional arguments in the kind's order."""
     args = list(args)
-    for k in ("query", "value", "key")[len(args) :]:
+    for k in names[len(args) :]:
         if k not in kwargs:
             break
         args.append(kwargs.pop(k))
@@ -254,7 +247,11 @@ class _Scope:
                 raise layer.fail(f"a nested model called with {sorted(kwargs)} is not supported")
             return inner.model(entry, args)
         kwargs = {k: v for k, v in kwargs.items() if k != "training" and v is not None}
-        if layer.cls in RECURRENT_CALLS and len(args) > 1 and "initial_state" not in kwargs:
+        if (
+            call_form(layer.cls).states_as_inputs
+            and len(args) > 1
+            and "initial_state" not in kwargs
+        ):
             args, kwargs["initial_state"] = args[:1], args[1:]  # Keras 2: states as inputs
         self.g.add(layer, args, kwargs)
         return None

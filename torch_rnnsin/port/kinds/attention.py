@@ -229,7 +229,7 @@ def _int_or_1(layer: Layer, key: str):
     return value
 
 
-@kind("MultiHeadAttention")
+@kind("MultiHeadAttention", tensor_args=("query", "value", "key"))
 def multi_head_attention(layer: Layer, inputs: list[Spec]) -> Block:
     layer.check(
         {"num_heads", "key_dim", "value_dim", "use_bias", "output_shape", "attention_axes",

@@ -303,17 +303,35 @@ Builder = Callable[[Layer, list[Spec]], Block]
 KINDS: dict[str, Builder] = {}
 
 
-def kind(*classes: str) -> Callable[[Builder], Builder]:
-    """Register a builder for these Keras classes (one module per family, as onnx2torch does)."""
+@dataclass(frozen=True)
+class CallForm:
+    """How a kind is called in a graph, beyond its first tensor argument."""
+
+    tensor_args: tuple[str, ...] = ()  # named tensor arguments taken positionally, in order
+    states_as_inputs: bool = False  # Keras 2: extra inputs are its initial_state
+
+
+CALLS: dict[str, CallForm] = {}
+
+
+def kind(*classes: str, **call) -> Callable[[Builder], Builder]:
+    """Register a builder for these Keras classes (one module per family, as onnx2torch does);
+    ``call``: its ``CallForm`` when it takes more than one tensor (``tensor_args``,
+    ``states_as_inputs``)."""
 
     def register(fn: Builder) -> Builder:
         for c in classes:
             if c in KINDS:
                 raise RuntimeError(f"layer kind {c} registered twice")
             KINDS[c] = fn
+            CALLS[c] = CallForm(**call)
         return fn
 
     return register
+
+
+def call_form(cls: str) -> CallForm:
+    return CALLS.get(cls, CallForm())
 
 
 REFUSED = {

@@ -91,7 +91,7 @@ class Bidirectional(Block):
         return [*lines, "    state: none carried (reads the whole sequence)"]
 
 
-@kind("Bidirectional")
+@kind("Bidirectional", states_as_inputs=True)
 def bidirectional(layer: Layer, inputs: list[Spec]) -> Block:
     x = time_input(layer, inputs)
     layer.check({"layer", "backward_layer", "merge_mode"})

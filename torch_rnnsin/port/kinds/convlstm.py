@@ -166,7 +166,7 @@ class ConvLSTM(Block):
         ]
 
 
-@kind("ConvLSTM1D", "ConvLSTM2D")
+@kind("ConvLSTM1D", "ConvLSTM2D", states_as_inputs=True)
 def conv_lstm(layer: Layer, inputs: list[Spec]) -> Block:
     rank = int(layer.cls[-2])
     layer.check(

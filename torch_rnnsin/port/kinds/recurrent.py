@@ -462,7 +462,7 @@ def recurrent_layer(layer: Layer, inputs: list[Spec]) -> Recurrent:
     return Recurrent(layer, [cell], rnn_flags(layer), None, x)
 
 
-kind("SimpleRNN", "LSTM", "GRU")(recurrent_layer)
+kind("SimpleRNN", "LSTM", "GRU", states_as_inputs=True)(recurrent_layer)
 
 
 class CuDNN(Recurrent):
@@ -481,7 +481,7 @@ class CuDNN(Recurrent):
         return {**e, "class_name": self.kind}
 
 
-@kind("CuDNNLSTM", "CuDNNGRU")
+@kind("CuDNNLSTM", "CuDNNGRU", states_as_inputs=True)
 def cudnn_layer(layer: Layer, inputs: list[Spec]) -> Recurrent:
     x = time_input(layer, inputs)
     layer.check({"units", "return_sequences", "return_state", "go_backwards", "stateful"})
@@ -497,7 +497,7 @@ def cudnn_layer(layer: Layer, inputs: list[Spec]) -> Recurrent:
     return CuDNN(layer, [cell], flags, None, x)
 
 
-@kind("RNN")
+@kind("RNN", states_as_inputs=True)
 def generic_rnn(layer: Layer, inputs: list[Spec]) -> Recurrent:
     """RNN(SimpleRNNCell / LSTMCell / GRUCell) and RNN(StackedRNNCells([...]))."""
     x = time_input(layer, inputs)
