@@ -714,12 +714,20 @@ def _save(model, path: Path, overwrite: bool, example_inputs, keras2: bool) -> P
     return path
 
 
+def _activations(v) -> set:
+    """Every activation an entry names (wrapped layers' and cells' included)."""
+    if isinstance(v, dict):
+        found = {w for k, w in v.items() if k.endswith("activation") and isinstance(w, str)}
+        return found.union(*(_activations(w) for w in v.values()))
+    if isinstance(v, list):
+        return set().union(*(_activations(w) for w in v))
+    return set()
+
+
 def _check_keras3_formulas(model: PortedModel) -> None:
     """A Keras 2 hard_sigmoid has no Keras 3 twin: refuse rather than write another formula."""
     for b in model.layers:
-        entry = b.keras_entry()
-        text = str(entry)
-        if "hard_sigmoid" in text:
+        if "hard_sigmoid" in _activations(b.keras_entry()):
             raise Refused(
                 f"{b.keras_class} {b.keras_name!r}: Keras 2's hard_sigmoid (clip(0.2x + 0.5)) differs from "
                 "Keras 3's (relu6(x + 3) / 6); it cannot be written as a Keras 3 file"
