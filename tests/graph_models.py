@@ -1,6 +1,7 @@
 """Keras models with graphs, token inputs, masks and state between layers, for the porting
 tests: each built by Keras itself (Keras 3, and Keras 2 through tf_keras), given random
-non-trivial weights, run by Keras's own predict, and saved (Keras 3: .keras and .h5; Keras 2:
+non-trivial weights, run by Keras's own predict (eagerly, as ``port --check`` runs it: tracing a
+graph costs about a second a model and computes the same), and saved (Keras 3: .keras and .h5; Keras 2:
 .h5). One process builds them all; the tests read the folder.
 
     python tests/graph_models.py build OUT      every case: OUT/<case>.<ext>, OUT/<case>.npz,
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from keras_ref.port_check import predict_all
 
 B, T, V = 4, 6, 20  # batch, steps, vocabulary
 
@@ -181,7 +184,7 @@ def cudnn(K, rng, out: Path) -> tuple[list, list]:
         [w[0], w[1], w[2][: 4 * H] + w[2][4 * H :], w[3], w[4], w[5].reshape(2, 3 * H)]
     )
     xs = [rng.normal(size=(B, T, 3)).astype("float32")]
-    return xs, as_list(twin.predict(xs[0], verbose=0))
+    return xs, predict_all(twin, xs, layers=False)[0]
 
 
 def randomize(model, rng) -> None:
@@ -206,7 +209,7 @@ def build(out: Path) -> None:
         for name, (model, xs) in cases(K, api, rng).items():
             if name not in SHARING:
                 randomize(model, rng)
-            want = as_list(model.predict(xs if len(xs) > 1 else xs[0], verbose=0))
+            want = predict_all(model, xs, layers=False)[0]
             files = []
             for ext in (".keras", ".h5") if api == "k3" else (".h5",):
                 path = out / f"{api}_{name}{ext}"
@@ -234,7 +237,7 @@ def predict(folder: Path) -> None:
         keras.backend.clear_session()  # each file as a user loads it: in a fresh session
         try:
             model = keras.models.load_model(path)
-            y = as_list(model.predict(xs if len(xs) > 1 else xs[0], verbose=0))
+            y = predict_all(model, xs, layers=False)[0]
         except Exception as e:  # one case's failure is reported by its test, not all of them
             path.with_suffix(".out.error").write_text(f"Keras: {type(e).__name__}: {e}"[:2000])
             continue

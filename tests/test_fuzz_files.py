@@ -159,6 +159,19 @@ def check_clean(kind: str, path: Path, arch: Path, same_as: tuple | None = None)
             assert np.array_equal(a, want[k]), f"parses but differs: {k}"
 
 
+_WANT: dict[str, tuple] = {}
+
+
+def undamaged(valid, kind: str) -> tuple:
+    """What the undamaged file of ``kind`` reads as (read once per module, not per example)."""
+    if kind not in _WANT:
+        good, name, work = valid[kind]
+        path = work / f"undamaged_{name}"
+        path.write_bytes(good)
+        _WANT[kind] = read_any(kind, path, work.parent / "m.json")
+    return _WANT[kind]
+
+
 KINDS = ["keras", "weights_h5", "legacy_h5", "k2_h5", "npz", "safetensors", "pt"]
 OURS = ["our_keras", "our_weights_h5", "safetensors", "pt"]  # checksummed: refused or identical
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None)
@@ -182,9 +195,7 @@ def test_damaged_file_reads_or_fails_cleanly(valid, kind, data):
 def test_our_damaged_files_refused_or_identical(valid, kind, data):
     """Files we wrote: damage is refused, or the file reads exactly as written."""
     good, name, work = valid[kind]
-    path = work / name
-    path.write_bytes(good)
-    want = read_any(kind, path, work.parent / "m.json")
+    want, path = undamaged(valid, kind), work / name
     path.write_bytes(data.draw(damage(good), label="damaged"))
     check_clean(kind, path, work.parent / "m.json", same_as=want)
 
@@ -197,9 +208,7 @@ def test_our_damaged_keras_member_refused_or_identical(valid, member, data):
     """Damage inside our well-formed .keras (the zip's CRC recomputed): the checksums in
     metadata.json still catch it."""
     good, name, work = valid["our_keras"]
-    path = work / name
-    path.write_bytes(good)
-    want = read_any("our_keras", path, work.parent / "m.json")
+    want, path = undamaged(valid, "our_keras"), work / name
     with zipfile.ZipFile(io.BytesIO(good)) as z:
         inner = z.read(member)
     path.write_bytes(rezipped(good, member, data.draw(damage(inner), label="damaged")))
