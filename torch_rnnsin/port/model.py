@@ -521,7 +521,9 @@ def _materialize(model: PortedModel) -> None:
             f"{big.keras_class} {big.keras_name!r}: the model needs {need / 2**30:.1f} GiB of weights, "
             f"more than the {have / 2**30:.1f} GiB of memory available"
         )
-    model.to_empty(device="cpu")
+    # torch.empty, not to_empty: empty_like on a meta tensor runs torch's Python reference,
+    # whose first call imports sympy (0.5 s, more than the whole load of a 100 MB model)
+    model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
 
 
 def _layer_arrays(b: Block, lw, where: str) -> list[list]:
