@@ -562,11 +562,13 @@ def load_keras_arrays(model: PortedModel, weights: dict) -> None:
             raise Refused(f"{where}: no weights in the file")
         for p, arrays in zip(b.parts(), _layer_arrays(b, weights[path], where), strict=True):
             half = f" ({p.sub.split('/')[0]})" if b.keras_class == "Bidirectional" else ""
-            tables.check_arrays(p, arrays, where + half)
+            tables.check_arrays(p, arrays, where + half, finite=False)  # finite: as copied
             plan.append((p, arrays, where + half))
     _materialize(model)
     for p, arrays, where in plan:
         tables.keras_to_torch(p, arrays, where)
+        for a in arrays:
+            files.release(a)  # a file read in place: its pages go as soon as they are copied
     _check_filled(model, {id(p.module) for p, _, _ in plan})
 
 
