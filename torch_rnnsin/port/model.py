@@ -566,9 +566,8 @@ def load_keras_arrays(model: PortedModel, weights: dict) -> None:
             plan.append((p, arrays, where + half))
     _materialize(model)
     for p, arrays, where in plan:
-        tables.keras_to_torch(p, arrays, where)
-        for a in arrays:
-            files.release(a)  # a file read in place: its pages go as soon as they are copied
+        tables.keras_to_torch(p, arrays, where, copied=files.release)  # a file read in place:
+        # its pages are handed back as soon as they are in torch
     _check_filled(model, {id(p.module) for p, _, _ in plan})
 
 

@@ -12,6 +12,7 @@ and the ``inspect`` listing; every array's shape is checked before anything is c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,14 +157,19 @@ def check_arrays(part: Part, arrays, where: str, finite: bool = True) -> dict[st
     return out
 
 
-def keras_to_torch(part: Part, arrays, where: str) -> None:
+def keras_to_torch(
+    part: Part, arrays, where: str, copied: Callable[[np.ndarray], None] | None = None
+) -> None:
     """Copy Keras arrays (get_weights() order) into the part's tensors: every count, dtype and
     shape first, then each array checked finite just before it is copied (read from memory
-    once, not once for the check and again for the copy)."""
+    once, not once for the check and again for the copy). ``copied(array)`` is called as
+    each of ``arrays`` has gone into torch (the reader hands its pages back)."""
     by_name = check_arrays(part, arrays, where, finite=False)
+    given = dict(zip(part.names, arrays, strict=True))
+    last = {r.keras: i for i, r in enumerate(part.rows) if not r.zero}
     finite: set[str] = set()
     with torch.no_grad():
-        for r in part.rows:
+        for i, r in enumerate(part.rows):
             p = _tensor(part.module, r.torch)
             if r.zero:
                 p.zero_()
@@ -171,12 +177,16 @@ def keras_to_torch(part: Part, arrays, where: str) -> None:
                 continue
             a = by_name[r.keras]
             if r.keras not in finite:  # the file's values named, not their float32 overflow
-                as_float32(f"{where} {r.keras}", dict(zip(part.names, arrays))[r.keras])
+                as_float32(f"{where} {r.keras}", given[r.keras])
                 finite.add(r.keras)
             if r.part is not None:
                 a = np.split(a, _count(part.rows, r.keras))[r.part] if r.flat else a[r.part]
+            if not a.flags.aligned:  # read in place from an odd offset: torch wants it aligned
+                a = a.copy()
             t = torch.from_numpy(_to_torch_layout(a, r))
             p.copy_(t.reshape(p.shape))  # torch's copy_ transposes on the fly
+            if copied is not None and last[r.keras] == i:
+                copied(given[r.keras])
 
 
 def torch_to_keras(part: Part) -> list[np.ndarray]:

@@ -124,9 +124,9 @@ def read_h5(buf, timeout: float = 120.0, start: int = 0, size: int | None = None
         else:
             if not (offset >= 0 and offset + size <= end - start):
                 raise Refused(f"{path}: its data lies outside the file")
+            # unaligned (a .keras's member starts anywhere): a view still, copied (aligned)
+            # only as it goes into torch, one array at a time
             a = np.frombuffer(buf, dtype, math.prod(shape), start + offset).reshape(shape)
-            if (start + offset) % dtype.itemsize:  # unaligned: torch wants aligned memory
-                a = a.copy()
         tree.arrays[path] = a if dtype.isnative else a.astype(dtype.newbyteorder("="))
     return tree
 
@@ -137,8 +137,11 @@ def release(a: np.ndarray) -> None:
     owner = a
     while isinstance(owner, np.ndarray):
         owner = owner.base
+    owner = owner.obj if isinstance(owner, memoryview) else owner
     if isinstance(owner, mmap.mmap) and a.nbytes:
-        release_pages(owner, a.ctypes.data - np.frombuffer(owner, np.uint8, 1).ctypes.data, a.nbytes)
+        release_pages(
+            owner, a.ctypes.data - np.frombuffer(owner, np.uint8, 1).ctypes.data, a.nbytes
+        )
 
 
 # --- in the child ---------------------------------------------------------------------------
@@ -274,7 +277,11 @@ def check_global_heaps(
     ``skip``: (start, end) ranges of dataset bytes in the file, not scanned."""
     end = len(data) if end is None else end
     base = next(
-        (b for b in (0, 512, 1024, 2048, 4096) if data[start + b : start + b + 8] == HDF5_SIGNATURE),
+        (
+            b
+            for b in (0, 512, 1024, 2048, 4096)
+            if data[start + b : start + b + 8] == HDF5_SIGNATURE
+        ),
         None,
     )
     if base is None or start + base + 15 > end:
