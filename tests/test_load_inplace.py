@@ -43,10 +43,12 @@ def test_keras_member_read_in_place_same_arrays_as_a_plain_read(saved):
     with zipfile.ZipFile(d / "m.keras") as z:
         plain = read_h5(bytearray(z.read("model.weights.h5"))).arrays
     in_place = read_keras_tree_arrays(d)
-    assert plain and list(in_place) == list(plain)
+    assert plain
+    assert list(in_place) == list(plain)
     for k, v in plain.items():
         assert in_place[k].base is not None  # a view into the mapped archive, not a copy
-        assert in_place[k].dtype == v.dtype and np.array_equal(in_place[k], v), k
+        assert in_place[k].dtype == v.dtype, k
+        assert np.array_equal(in_place[k], v), k
     kf = read_keras(d / "m.keras")
     assert len(kf.weights) == 2
 
