@@ -116,11 +116,11 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
                 axes[name] = {0: "batch"}
             del outputs
             try:
-                with quiet_exporter(), own_cells(model), masked_loops(model):
+                with quiet_exporter(), own_cells(model), masked_loops(model), open(tmp, "wb") as f:
                     torch.onnx.export(
                         graph,
                         (*xs, *states),
-                        tmp,
+                        f,
                         input_names=in_names,
                         output_names=out_names,
                         dynamic_axes=axes,
@@ -141,8 +141,15 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
         onnx.helper.set_model_props(props, graph.metadata())
         with open(tmp, "ab") as f:
             f.write(props.SerializeToString())
-        onnx.checker.check_model(str(tmp))
-        worst = check_against_torch(graph, tmp)
+        # a name that is not UTF-8 (bytes kept as surrogates) cannot reach onnx's and
+        # onnxruntime's C++: they get the file's bytes instead
+        try:
+            source: str | bytes = str(tmp).encode("utf-8") and str(tmp)
+        except UnicodeEncodeError:
+            source = tmp.read_bytes()
+        onnx.checker.check_model(source)
+        worst = check_against_torch(graph, source)
+        del source
         if worst == float("inf"):
             raise Refused(
                 f"{graph.kind}: the ONNX graph gives other shapes than torch at other batch "
