@@ -9,7 +9,8 @@ processes, contenders alternating round by round, medians and ratios to train.py
 Also: the per-step cost of each training path side by side (``bench.steps``), the
 study's time (``study --quick``, and the full grid unless ``--no-full-study``),
 stateful prediction of the test series, ``train.py --help`` start-up, and the porter's
-recurrent paths (``bench.stream``: streaming one step against onnxruntime, batch inference
+recurrent paths (``bench.load``: loading a large file against the plain-h5py floor;
+``bench.export``: its ONNX export against ``port``; ``bench.stream``: streaming one step against onnxruntime, batch inference
 against Keras's predict_on_batch).
 Writes bench/results.md.
 """
@@ -149,9 +150,12 @@ def main() -> None:
         pred = json.loads(run_timed(pred_cmd)[2])
         steps = json.loads(run_timed([sys.executable, "-m", "bench.steps"])[2])
         load = None  # the porter's load of a large model file against the plain-h5py floor
+        export = None  # its ONNX export against port and the floor
         stream = None  # streaming and batch inference against onnxruntime and Keras
         if not args.no_keras and not args.quick:
             load = json.loads(run_timed([sys.executable, "-m", "bench.load", "--json"])[2])
+            export_cmd = [sys.executable, "-m", "bench.export", "--json"]
+            export = json.loads(run_timed([*export_cmd, "--rounds", str(args.rounds)])[2])
             stream_cmd = [sys.executable, "-m", "bench.stream", "--json"]
             stream = json.loads(run_timed([*stream_cmd, "--rounds", str(args.rounds)])[2])
         study = {}
@@ -224,6 +228,11 @@ def main() -> None:
 
         lines += ["", "## Loading a large model file (`python -m bench.load`)", ""]
         lines += load_lines(load["weight_bytes"], load["table"], 5)
+    if export is not None:
+        from bench.export import lines as export_lines
+
+        lines += ["", "## ONNX export of that model (`python -m bench.export`)", ""]
+        lines += export_lines(export["weight_bytes"], export["table"], export["rounds"])
     if stream is not None:
         from bench.stream import lines as stream_lines
 

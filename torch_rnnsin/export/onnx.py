@@ -31,7 +31,6 @@ Every file is checked in onnxruntime against torch before it is written.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import warnings
 from pathlib import Path
@@ -94,66 +93,81 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
         raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
     check_finite_weights(model, str(path))
     # The model itself, in eval mode for the export (no deep copy of its weights): the
-    # caller's mode is restored after, and its weights are only read.
+    # caller's mode is restored after, and its weights are only read. The graph goes to a
+    # temporary file, is checked from there and renamed into place only if all passes (a
+    # writer that won the race meanwhile is kept): its weights are never held as bytes, an
+    # ONNX object and an onnxruntime session at once.
     was_training = model.training
     graph = streaming(model.eval())
     xs, states = graph.example(batch=2, length=3)
-    try:
-        with torch.no_grad():
-            outputs = graph(*xs, *states)
-        graph.refuse_activations()
-        n_y = len(outputs) - len(states)
-        y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
-        in_names = graph.names + [f"state_in_{k}" for k in range(len(states))]
-        out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
-        axes = dict(graph.input_axes())
-        for name, y in zip(y_names, outputs, strict=False):
-            axes[name] = graph.output_axes(y)
-        for name in in_names[len(xs) :] + out_names[n_y:]:
-            axes[name] = {0: "batch"}
-        buf = io.BytesIO()
+    with atomic_path(path, replace=False) as tmp:  # removed unless everything passes
         try:
-            with quiet_exporter(), own_cells(model), masked_loops(model):
-                torch.onnx.export(
-                    graph,
-                    (*xs, *states),
-                    buf,
-                    input_names=in_names,
-                    output_names=out_names,
-                    dynamic_axes=axes,
-                    opset_version=opset,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
-        except Exception as e:  # any exporter failure: one line, nothing written
-            raise Refused(f"{graph.kind}: torch's ONNX exporter failed ({one_line(e)})") from None
-    finally:
-        model.train(was_training)
-    proto = onnx.load_from_string(buf.getvalue())
-    onnx.helper.set_model_props(proto, graph.metadata())
-    onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-    worst = check_against_torch(graph, data)
-    if worst == float("inf"):
-        raise Refused(
-            f"{graph.kind}: the ONNX graph gives other shapes than torch at other batch sizes "
-            "or lengths (a layer loops over time in Python, traced at one length: "
-            f"{graph.loops() or 'see inspect'}); not written"
-        )
-    if worst > TOLERANCE:
-        raise Refused(
-            f"{graph.kind}: the ONNX graph differs from torch by {worst:.2e} (> {TOLERANCE:g}); "
-            "not written"
-        )
-    if not graph.streamable:
-        warnings.warn(
-            f"{graph.kind} has {graph.why()}: exported without state inputs (every call "
-            "reads its whole sequence from the zero state)",
-            UserWarning,
-            stacklevel=2,
-        )
-    with atomic_path(path, replace=False) as tmp:  # a writer that won the race meanwhile: kept
-        tmp.write_bytes(data)
+            with torch.no_grad():
+                outputs = graph(*xs, *states)
+            graph.refuse_activations()
+            n_y = len(outputs) - len(states)
+            y_names = ["y"] if n_y == 1 else [f"y_{i}" for i in range(n_y)]
+            in_names = graph.names + [f"state_in_{k}" for k in range(len(states))]
+            out_names = y_names + [f"state_out_{k}" for k in range(len(states))]
+            axes = dict(graph.input_axes())
+            for name, y in zip(y_names, outputs, strict=False):
+                axes[name] = graph.output_axes(y)
+            for name in in_names[len(xs) :] + out_names[n_y:]:
+                axes[name] = {0: "batch"}
+            del outputs
+            try:
+                with quiet_exporter(), own_cells(model), masked_loops(model), open(tmp, "wb") as f:
+                    torch.onnx.export(
+                        graph,
+                        (*xs, *states),
+                        f,
+                        input_names=in_names,
+                        output_names=out_names,
+                        dynamic_axes=axes,
+                        opset_version=opset,
+                        do_constant_folding=True,
+                        dynamo=False,
+                    )
+            except Exception as e:  # any exporter failure: one line, nothing written
+                raise Refused(
+                    f"{graph.kind}: torch's ONNX exporter failed ({one_line(e)})"
+                ) from None
+        finally:
+            model.train(was_training)
+        # The metadata appended as a serialized ModelProto holding only it: protobuf merges
+        # a message's fields written later into it (the exporter writes no metadata_props),
+        # so the weights are not parsed and serialized again.
+        props = onnx.ModelProto()
+        onnx.helper.set_model_props(props, graph.metadata())
+        with open(tmp, "ab") as f:
+            f.write(props.SerializeToString())
+        # a name that is not UTF-8 (bytes kept as surrogates) cannot reach onnx's and
+        # onnxruntime's C++: they get the file's bytes instead
+        try:
+            source: str | bytes = str(tmp).encode("utf-8") and str(tmp)
+        except UnicodeEncodeError:
+            source = tmp.read_bytes()
+        onnx.checker.check_model(source)
+        worst = check_against_torch(graph, source)
+        del source
+        if worst == float("inf"):
+            raise Refused(
+                f"{graph.kind}: the ONNX graph gives other shapes than torch at other batch "
+                "sizes or lengths (a layer loops over time in Python, traced at one length: "
+                f"{graph.loops() or 'see inspect'}); not written"
+            )
+        if worst > TOLERANCE:
+            raise Refused(
+                f"{graph.kind}: the ONNX graph differs from torch by {worst:.2e} "
+                f"(> {TOLERANCE:g}); not written"
+            )
+        if not graph.streamable:
+            warnings.warn(
+                f"{graph.kind} has {graph.why()}: exported without state inputs (every call "
+                "reads its whole sequence from the zero state)",
+                UserWarning,
+                stacklevel=2,
+            )
     return path
 
 
@@ -297,10 +311,13 @@ def input_specs(model) -> list:
     return [TensorSpec("x", (None, None, int(size)), "float32")]
 
 
-def check_against_torch(graph: Streaming, data: bytes) -> float:
+def check_against_torch(graph: Streaming, onnx_file: str | os.PathLike | bytes) -> float:
     """Largest |onnx - torch| (relative above 1) on shapes other than the traced one:
-    batch 1 and 3, lengths 1 and 7 (where the model leaves them free)."""
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    batch 1 and 3, lengths 1 and 7 (where the model leaves them free). ``onnx_file``: a
+    path (or the file's bytes)."""
+    if isinstance(onnx_file, os.PathLike):
+        onnx_file = str(onnx_file)
+    sess = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     worst = 0.0
     for seed, (batch, length) in enumerate([(3, 7), (1, 1)], start=1):
         xs, states = graph.example(batch, length, seed)

@@ -521,7 +521,9 @@ def _materialize(model: PortedModel) -> None:
             f"{big.keras_class} {big.keras_name!r}: the model needs {need / 2**30:.1f} GiB of weights, "
             f"more than the {have / 2**30:.1f} GiB of memory available"
         )
-    model.to_empty(device="cpu")
+    # torch.empty, not to_empty: empty_like on a meta tensor runs torch's Python reference,
+    # whose first call imports sympy (0.5 s, more than the whole load of a 100 MB model)
+    model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
 
 
 def _layer_arrays(b: Block, lw, where: str) -> list[list]:
@@ -560,11 +562,12 @@ def load_keras_arrays(model: PortedModel, weights: dict) -> None:
             raise Refused(f"{where}: no weights in the file")
         for p, arrays in zip(b.parts(), _layer_arrays(b, weights[path], where), strict=True):
             half = f" ({p.sub.split('/')[0]})" if b.keras_class == "Bidirectional" else ""
-            tables.check_arrays(p, arrays, where + half)
+            tables.check_arrays(p, arrays, where + half, finite=False)  # finite: as copied
             plan.append((p, arrays, where + half))
     _materialize(model)
     for p, arrays, where in plan:
-        tables.keras_to_torch(p, arrays, where)
+        tables.keras_to_torch(p, arrays, where, copied=files.release)  # a file read in place:
+        # its pages are handed back as soon as they are in torch
     _check_filled(model, {id(p.module) for p, _, _ in plan})
 
 

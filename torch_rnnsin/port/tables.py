@@ -12,6 +12,7 @@ and the ``inspect`` listing; every array's shape is checked before anything is c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,8 +108,9 @@ def keras_shapes(module: nn.Module, rows) -> dict[str, tuple[int, ...]]:
     }
 
 
-def as_float32(where: str, a) -> np.ndarray:
-    """A real, finite array as float32 (no copy when it already is one)."""
+def as_float32(where: str, a, finite: bool = True) -> np.ndarray:
+    """A real array as float32 (no copy when it already is one), finite unless ``finite=False``
+    (the caller checks that later)."""
     src = np.asarray(a)
     if src.dtype.kind not in "fiu":
         raise Refused(f"{where}: expected real numbers, got dtype {src.dtype}")
@@ -116,7 +118,9 @@ def as_float32(where: str, a) -> np.ndarray:
     if a.dtype != np.float32:
         with np.errstate(over="ignore", invalid="ignore"):
             a = a.astype(np.float32)
-    if not np.isfinite(a).all():
+    # a finite sum means every value is finite (NaN and inf propagate through additions); only
+    # when it is not (or overflows) the values are looked at one by one
+    if finite and not np.isfinite(a.sum()) and not np.isfinite(a).all():
         bad = src[~np.isfinite(a)].ravel()[:3].tolist()
         raise Refused(f"{where}: values must be finite float32 numbers, got {bad}")
     return a
@@ -135,8 +139,9 @@ def _part_shape(shape: tuple, r: Row, rows) -> tuple:
     return shape[1:]
 
 
-def check_arrays(part: Part, arrays, where: str) -> dict[str, np.ndarray]:
-    """Count, dtype, finiteness and shape of a part's Keras arrays, before anything is copied."""
+def check_arrays(part: Part, arrays, where: str, finite: bool = True) -> dict[str, np.ndarray]:
+    """Count, dtype, shape and (unless ``finite=False``) finiteness of a part's Keras arrays,
+    before anything is copied."""
     names = part.names
     if len(arrays) != len(names):
         raise Refused(
@@ -145,28 +150,43 @@ def check_arrays(part: Part, arrays, where: str) -> dict[str, np.ndarray]:
     shapes = keras_shapes(part.module, part.rows)
     out = {}
     for name, a in zip(names, arrays, strict=True):
-        a = as_float32(f"{where} {name}", a)
+        a = as_float32(f"{where} {name}", a, finite)
         if a.shape != shapes[name]:
             raise Refused(f"{where} {name}: expected shape {shapes[name]}, got {a.shape}")
         out[name] = a
     return out
 
 
-def keras_to_torch(part: Part, arrays, where: str) -> None:
-    """Copy Keras arrays (get_weights() order) into the part's tensors; all shapes first."""
-    by_name = check_arrays(part, arrays, where)
+def keras_to_torch(
+    part: Part, arrays, where: str, copied: Callable[[np.ndarray], None] | None = None
+) -> None:
+    """Copy Keras arrays (get_weights() order) into the part's tensors: every count, dtype and
+    shape first, then each array checked finite just before it is copied (read from memory
+    once, not once for the check and again for the copy). ``copied(array)`` is called as
+    each of ``arrays`` has gone into torch (the reader hands its pages back)."""
+    by_name = check_arrays(part, arrays, where, finite=False)
+    given = dict(zip(part.names, arrays, strict=True))
+    last = {r.keras: i for i, r in enumerate(part.rows) if not r.zero}
+    finite: set[str] = set()
     with torch.no_grad():
-        for r in part.rows:
+        for i, r in enumerate(part.rows):
             p = _tensor(part.module, r.torch)
             if r.zero:
                 p.zero_()
                 p.requires_grad_(False)
                 continue
             a = by_name[r.keras]
+            if r.keras not in finite:  # the file's values named, not their float32 overflow
+                as_float32(f"{where} {r.keras}", given[r.keras])
+                finite.add(r.keras)
             if r.part is not None:
                 a = np.split(a, _count(part.rows, r.keras))[r.part] if r.flat else a[r.part]
+            if not a.flags.aligned:  # read in place from an odd offset: torch wants it aligned
+                a = a.copy()
             t = torch.from_numpy(_to_torch_layout(a, r))
             p.copy_(t.reshape(p.shape))  # torch's copy_ transposes on the fly
+            if copied is not None and last[r.keras] == i:
+                copied(given[r.keras])
 
 
 def torch_to_keras(part: Part) -> list[np.ndarray]:

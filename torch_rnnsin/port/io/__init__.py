@@ -11,7 +11,7 @@ torchfile.py   .pt (torch.load(weights_only=True)) and .safetensors, checksummed
 """
 
 from .guards import MAX_BYTES, check_file
-from .hdf5 import isolated, read_h5
+from .hdf5 import isolated, read_h5, release
 from .keras3 import stamp_weights_file
 from .keras_file import KerasFile, NeedsArch, read_arch, read_keras, write_keras
 from .npz import read_npz
@@ -28,6 +28,7 @@ __all__ = [
     "read_keras",
     "read_npz",
     "read_torch_file",
+    "release",
     "stamp_weights_file",
     "write_keras",
     "write_torch_file",

@@ -11,9 +11,11 @@ import contextlib
 import hashlib
 import json
 import math
+import mmap
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +77,28 @@ def read_bytes(path: Path) -> bytearray:
         if f.readinto(buf) != size:
             raise Refused("the file changed size while it was read")
     return buf
+
+
+def map_file(path: Path) -> mmap.mmap:
+    """The whole file mapped copy-on-write (nothing is ever written back): its pages are read
+    when touched, and ``release_pages`` hands them back once copied elsewhere, so that a large
+    model never has the whole file and the whole model in memory at once."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_BYTES:
+            raise Refused(f"{size} bytes, more than the {MAX_BYTES} allowed")
+        if size == 0:
+            raise Refused("an empty file")
+        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+
+
+def release_pages(mm: mmap.mmap, start: int, size: int) -> None:
+    """Hand back the whole pages of ``mm[start:start + size]``; touched again, they are read
+    again from the file (a hint: nothing where the system has no madvise)."""
+    page = mmap.PAGESIZE
+    lo, hi = -(-start // page) * page, (start + size) // page * page
+    if hi > lo and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 class Budget:
@@ -189,6 +213,32 @@ def zip_read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = MAX_BYTES) 
         if n != info.file_size or f.read(1):  # the read to the end checks the CRC
             raise Refused(f"member {info.filename!r} does not hold its declared size")
     return buf
+
+
+def zip_stored(path: Path, info: zipfile.ZipInfo) -> tuple[mmap.mmap, int] | None:
+    """A stored (uncompressed) member read in place: the archive mapped and where the member's
+    bytes begin in it, its CRC checked; None for a compressed (or empty) member."""
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size == 0:
+        return None
+    if info.file_size > MAX_BYTES:
+        raise Refused(f"member {info.filename!r} declares {info.file_size} bytes (> {MAX_BYTES})")
+    mm = map_file(path)
+    at = info.header_offset
+    head = mm[at : at + 30]
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        raise Refused(f"member {info.filename!r}: a damaged zip local header")
+    start = at + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+    if info.compress_size != info.file_size or start + info.file_size > len(mm):
+        raise Refused(f"member {info.filename!r} does not hold its declared size")
+    crc, view = 0, memoryview(mm)
+    for lo in range(start, start + info.file_size, 8 << 20):
+        n = min(8 << 20, start + info.file_size - lo)
+        crc = zlib.crc32(view[lo : lo + n], crc)
+        release_pages(mm, lo, n)
+    view.release()
+    if crc != info.CRC:
+        raise Refused(f"member {info.filename!r}: bad CRC (damaged file)")
+    return mm, start
 
 
 def open_zip(path: Path, what: str) -> zipfile.ZipFile:

@@ -22,6 +22,7 @@ import gc
 import io
 import json
 import math
+import mmap
 import os
 import resource
 import select
@@ -42,6 +43,7 @@ from .guards import (
     check_dtype,
     nbytes,
     parse_json,
+    release_pages,
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -102,11 +104,14 @@ def join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-def read_h5(buf: bytearray, timeout: float = 120.0) -> H5Tree:
-    """The HDF5 file held in ``buf`` as an H5Tree (libhdf5 runs in an isolated child)."""
-    if not buf:
+def read_h5(buf, timeout: float = 120.0, start: int = 0, size: int | None = None) -> H5Tree:
+    """The HDF5 file held in ``buf[start:start + size]`` (a bytearray, or a file mapped by
+    ``guards.map_file``) as an H5Tree (libhdf5 runs in an isolated child); the arrays are
+    views into ``buf``."""
+    end = len(buf) if size is None else start + size
+    if not 0 <= start < end <= len(buf):
         raise Refused("an empty file")
-    meta, piped = isolated(walk, buf, timeout=timeout)
+    meta, piped = isolated(walk, buf, start, end, timeout=timeout)
     tree = H5Tree(groups=meta["groups"])
     piped = iter(piped)
     for path, (dtype, shape, offset) in meta["datasets"].items():
@@ -117,13 +122,26 @@ def read_h5(buf: bytearray, timeout: float = 120.0) -> H5Tree:
             if a.dtype != dtype or list(a.shape) != list(shape):
                 raise Refused(f"{path}: the HDF5 reader's answer does not match the dataset")
         else:
-            if not (offset >= 0 and offset + size <= len(buf)):
+            if not (offset >= 0 and offset + size <= end - start):
                 raise Refused(f"{path}: its data lies outside the file")
-            a = np.frombuffer(buf, dtype, math.prod(shape), offset).reshape(shape)
-            if offset % dtype.itemsize:  # unaligned: torch wants aligned memory
-                a = a.copy()
+            # unaligned (a .keras's member starts anywhere): a view still, copied (aligned)
+            # only as it goes into torch, one array at a time
+            a = np.frombuffer(buf, dtype, math.prod(shape), start + offset).reshape(shape)
         tree.arrays[path] = a if dtype.isnative else a.astype(dtype.newbyteorder("="))
     return tree
+
+
+def release(a: np.ndarray) -> None:
+    """Hand back the pages of an array read in place from a mapped file, once it was copied
+    elsewhere (touched again, they are read again from the file); nothing for other arrays."""
+    owner = a
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    owner = owner.obj if isinstance(owner, memoryview) else owner
+    if isinstance(owner, mmap.mmap) and a.nbytes:
+        release_pages(
+            owner, a.ctypes.data - np.frombuffer(owner, np.uint8, 1).ctypes.data, a.nbytes
+        )
 
 
 # --- in the child ---------------------------------------------------------------------------
@@ -133,8 +151,8 @@ class BufferFile(io.RawIOBase):
     """A read-only file over a buffer, for h5py's file-object driver: reading the metadata
     copies only what libhdf5 asks for, and the child never writes to the parent's pages."""
 
-    def __init__(self, buf: bytearray) -> None:
-        self.view, self.pos = memoryview(buf), 0
+    def __init__(self, buf, start: int = 0, end: int | None = None) -> None:
+        self.view, self.pos = memoryview(buf)[start:end], 0
 
     def readable(self) -> bool:
         return True
@@ -157,13 +175,14 @@ class BufferFile(io.RawIOBase):
         return n
 
 
-def walk(buf: bytearray) -> tuple[dict, list[np.ndarray]]:
-    """(description, arrays of the datasets not stored contiguously). Run ``isolated``."""
+def walk(buf, start: int = 0, end: int | None = None) -> tuple[dict, list[np.ndarray]]:
+    """(description, arrays of the datasets not stored contiguously) of the HDF5 file in
+    ``buf[start:end]``. Run ``isolated``."""
     budget = Budget()
     groups: dict[str, dict] = {}
     datasets: dict[str, list] = {}
     piped: list[np.ndarray] = []
-    with h5py.File(BufferFile(buf), "r") as h5:
+    with h5py.File(BufferFile(buf, start, end), "r") as h5:
         objects = {}
         stack = [("", h5, 0)]
         while stack:
@@ -186,7 +205,7 @@ def walk(buf: bytearray) -> tuple[dict, list[np.ndarray]]:
                     datasets[p] = dataset_info(obj, p, budget, piped)
                 else:
                     raise Refused(f"{p}: an HDF5 {type(obj).__name__}, not a group or dataset")
-        check_global_heaps(buf, [(o, o + n) for o, n in extents(datasets)])
+        check_global_heaps(buf, [(o, o + n) for o, n in extents(datasets)], start, end)
         total = [0]
         for path, g in objects.items():
             groups[path]["attrs"] = string_attrs(g, path or "/", total)
@@ -249,43 +268,54 @@ def string_attrs(obj, what: str, total: list[int]) -> dict[str, str | list[str]]
     return out
 
 
-def check_global_heaps(data, skip: list[tuple[int, int]] = ()) -> None:
+def check_global_heaps(
+    data, skip: list[tuple[int, int]] = (), start: int = 0, end: int | None = None
+) -> None:
     """Refuse damaged global heap collections (where variable-length strings, such as the
     Keras 2 ``layer_names``, live) before HDF5 parses them: HDF5 loops forever on a
-    collection whose free-space object claims 0 bytes. ``skip``: (start, end) ranges of
-    dataset bytes, not scanned."""
-    base = next((b for b in (0, 512, 1024, 2048, 4096) if data[b : b + 8] == HDF5_SIGNATURE), None)
-    if base is None:
+    collection whose free-space object claims 0 bytes. The file is ``data[start:end]``;
+    ``skip``: (start, end) ranges of dataset bytes in the file, not scanned."""
+    end = len(data) if end is None else end
+    base = next(
+        (
+            b
+            for b in (0, 512, 1024, 2048, 4096)
+            if data[start + b : start + b + 8] == HDF5_SIGNATURE
+        ),
+        None,
+    )
+    if base is None or start + base + 15 > end:
         return  # not HDF5: h5py says so
+    base += start
     L = data[base + 14] if data[base + 8] < 2 else data[base + 10]  # size of lengths
     if L not in (2, 4, 8):
         raise Refused(f"an HDF5 superblock with {L}-byte lengths")
     head = (8 + L + 7) & ~7  # collection header and object header: the same size
-    gaps, at = [], 0
-    for start, end in sorted(skip):
-        if start > at:
-            gaps.append((at, start))
-        at = max(at, end)
-    gaps.append((at, len(data)))
-    for start, end in gaps:
-        at = data.find(GCOL, start, min(end + len(GCOL) - 1, len(data)))
+    gaps, at = [], start
+    for lo, hi in sorted(skip):
+        if start + lo > at:
+            gaps.append((at, start + lo))
+        at = max(at, start + hi)
+    gaps.append((at, end))
+    for lo, hi in gaps:
+        at = data.find(GCOL, lo, min(hi + len(GCOL) - 1, end))
         while at >= 0:
-            check_heap(data, at, L, head)
-            at = data.find(GCOL, at + 1, min(end + len(GCOL) - 1, len(data)))
+            check_heap(data, at, L, head, start, end)
+            at = data.find(GCOL, at + 1, min(hi + len(GCOL) - 1, end))
 
 
-def check_heap(data, at: int, L: int, head: int) -> None:
+def check_heap(data, at: int, L: int, head: int, start: int, stop: int) -> None:
     size = int.from_bytes(data[at + 8 : at + 8 + L], "little")
     end = at + size
-    if size < head or end > len(data):
-        raise Refused(f"an HDF5 global heap at byte {at} claims {size} bytes")
+    if size < head or end > stop:
+        raise Refused(f"an HDF5 global heap at byte {at - start} claims {size} bytes")
     p = at + head
     while p + head <= end:  # the objects, then the free space
         index = int.from_bytes(data[p : p + 2], "little")
         n = int.from_bytes(data[p + 8 : p + 8 + L], "little")
         need = head + ((n + 7) & ~7) if index else n
         if need <= 0 or p + need > end:
-            raise Refused(f"a damaged HDF5 global heap at byte {at}")
+            raise Refused(f"a damaged HDF5 global heap at byte {at - start}")
         p += need
 
 

@@ -25,14 +25,15 @@ from .guards import (
     MAX_JSON_BYTES,
     STAMP,
     check_file,
+    map_file,
     open_zip,
     parse_json,
-    read_bytes,
     reading,
     text_digest,
     verify,
     zip_members,
     zip_read,
+    zip_stored,
 )
 from .hdf5 import read_h5
 from .keras3 import Weights, canonical
@@ -85,7 +86,7 @@ def read_arch(arch: str | os.PathLike | dict) -> dict:
         elif name.endswith(".json"):
             config = parse_json(path.read_bytes(), "the architecture")
         elif name.endswith((".h5", ".hdf5")):
-            tree = read_h5(read_bytes(path))
+            tree = read_h5(map_file(path))
             config = parse_json(tree.text("", "model_config", "the file"), "model_config")
         else:
             raise Refused("an architecture is a .keras, a legacy .h5 or a config .json")
@@ -134,10 +135,12 @@ def read_keras_zip(path: Path) -> KerasFile:
         meta = {}
         if "metadata.json" in members:
             meta = parse_json(zip_read(z, members["metadata.json"], MAX_JSON_BYTES), "metadata")
-        buf = zip_read(z, members["model.weights.h5"])
+        info = members["model.weights.h5"]
+        stored = zip_stored(path, info)  # (the archive mapped, where the member begins)
+        buf, start = stored or (zip_read(z, info), 0)
     meta = meta if isinstance(meta, dict) else {}
     version = meta.get("keras_version") if isinstance(meta.get("keras_version"), str) else ""
-    tree = read_h5(buf)
+    tree = read_h5(buf, start=start, size=info.file_size)
     weights = keras3.read_weights(tree, config)
     if STAMP in meta:  # written by this package: every array and the config checked
         stamp = meta[STAMP]
@@ -149,7 +152,7 @@ def read_keras_zip(path: Path) -> KerasFile:
 
 
 def read_h5_file(path: Path, arch: dict | None) -> KerasFile:
-    tree = read_h5(read_bytes(path))
+    tree = read_h5(map_file(path))
     if legacy_h5.is_legacy(tree):
         config, weights, dialect, version = legacy_h5.read_legacy(tree, arch)
         return KerasFile(config, weights, dialect, version)
