@@ -25,6 +25,9 @@ T) runs instead as a TorchScript function compiled for the cell (``masked_script
 maths from the cell's weights with Keras's rule (a masked step keeps the state and repeats the
 previous output, zeros before the first valid step); the exporter writes it as one ONNX
 ``Loop`` over a free T. Bool masks stay bool inputs; the state is carried as without a mask.
+ConvLSTM1D/2D's time loop (``ConvLSTM.steps``, masked or not) is swapped the same way
+(``conv_loops``): the input's convolution over all steps stays outside, the recurrent
+convolution and the gates are the Loop's body; its state is h then c, (B, *S', F) maps.
 Every file is checked in onnxruntime against torch before it is written.
 """
 
