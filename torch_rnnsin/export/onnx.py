@@ -25,6 +25,9 @@ T) runs instead as a TorchScript function compiled for the cell (``masked_script
 maths from the cell's weights with Keras's rule (a masked step keeps the state and repeats the
 previous output, zeros before the first valid step); the exporter writes it as one ONNX
 ``Loop`` over a free T. Bool masks stay bool inputs; the state is carried as without a mask.
+ConvLSTM1D/2D's time loop (``ConvLSTM.steps``, masked or not) is swapped the same way
+(``conv_loops``): the input's convolution over all steps stays outside, the recurrent
+convolution and the gates are the Loop's body; its state is h then c, (B, *S', F) maps.
 Every file is checked in onnxruntime against torch before it is written.
 """
 
@@ -41,6 +44,7 @@ from torch import nn
 
 from ..common.atomic import atomic_path, check_new_file
 from ..common.errors import TOLERANCE, Refused, one_line
+from ..port.kinds.convlstm import ConvLSTM
 from ..port.kinds.recurrent import Cell, OwnRNN
 from ..port.model import TensorSpec, check_finite_weights
 from . import DEFAULT_OPSET, OPSETS
@@ -242,7 +246,7 @@ class Streaming(nn.Module):
     def output_axes(self, y: torch.Tensor) -> dict[int, str]:
         free_time = any(len(s.shape) > 1 and s.shape[1] is None for s in self.specs)
         axes = {0: "batch"} if self.specs[0].shape[0] is None else {}
-        if y.dim() == 3 and free_time and y.shape[1] == 3:  # traced at length 3: the time axis
+        if y.dim() >= 3 and free_time and y.shape[1] == 3:  # traced at length 3: the time axis
             axes[1] = "time"
         return axes
 
@@ -255,11 +259,12 @@ class Streaming(nn.Module):
                 )
 
     def loops(self) -> str:
-        """The layers whose torch code loops over time (ConvLSTM, ...), by name."""
+        """The layers whose torch code loops over time in Python (``loops_in_python``) and
+        that export has no scripted Loop for (``SCRIPTED_LOOPS``), by name."""
         names = [
             f"{b.keras_class} {b.keras_name!r}"
-            for b in getattr(self.model, "layers", [])
-            if b.keras_class.startswith("ConvLSTM")
+            for b in self.model.modules()
+            if getattr(b, "loops_in_python", False) and not isinstance(b, SCRIPTED_LOOPS)
         ]
         return ", ".join(names)
 
@@ -551,15 +556,130 @@ def masked_run(cell: Cell, x: torch.Tensor, state: list | None, mask: torch.Tens
 @contextlib.contextmanager
 def masked_loops(model):
     """While exporting, a masked recurrence runs as a TorchScript loop (one ONNX Loop over
-    a free T) instead of ``Cell.run``'s Python loop, which the tracer unrolls."""
+    a free T) instead of ``Cell.run``'s Python loop, which the tracer unrolls; so does every
+    ConvLSTM's time loop, masked or not (``conv_loops``)."""
     cells = [m for m in model.modules() if isinstance(m, Cell)]
     for cell in cells:
         cell.run = lambda x, state, mask, cell=cell: masked_run(cell, x, state, mask)
     try:
-        yield
+        with conv_loops(model):  # ConvLSTM's loop too (below)
+            yield
     finally:
         for cell in cells:
             del cell.run
+
+
+# --- ConvLSTM: its time loop as one ONNX Loop over the free time axis ---------------
+
+# Elementwise Keras activations -> TorchScript, as port/kinds/activations.py computes them.
+CONV_ACTS = {
+    **SCRIPT_ACTS,
+    "relu6": "torch.nn.functional.relu6({v})",
+    "selu": "torch.nn.functional.selu({v})",
+    "celu": "torch.nn.functional.celu({v})",
+    "swish": "torch.nn.functional.silu({v})",
+    "silu": "torch.nn.functional.silu({v})",
+    "gelu": "torch.nn.functional.gelu({v})",
+    "exponential": "torch.exp({v})",
+    "hard_silu/3": "({v}) * (torch.nn.functional.relu6(({v}) + 3.0) / 6.0)",
+    "hard_swish/3": "({v}) * (torch.nn.functional.relu6(({v}) + 3.0) / 6.0)",
+    "hard_tanh": "torch.clamp({v}, -1.0, 1.0)",
+    "leaky_relu": "torch.nn.functional.leaky_relu({v}, 0.2)",
+    "mish": "({v}) * torch.tanh(torch.nn.functional.softplus({v}))",
+    "log_sigmoid": "-torch.nn.functional.softplus(-({v}))",  # ONNX's Log(Sigmoid) is inexact
+    "tanh_shrink": "({v}) - torch.tanh({v})",
+    "soft_shrink": "torch.nn.functional.softshrink({v}, 0.5)",
+    "hard_shrink": "torch.nn.functional.hardshrink({v}, 0.5)",
+    "squareplus": "(({v}) + torch.sqrt(({v}) * ({v}) + 4.0)) / 2.0",
+    "sparse_sigmoid": "torch.clamp(0.5 * (({v}) + 1.0), 0.0, 1.0)",
+    "sparse_plus": "torch.where(({v}) <= -1.0, torch.zeros_like({v}), "
+    "torch.where(({v}) >= 1.0, {v}, (({v}) + 1.0) ** 2 / 4.0))",
+}
+
+# ConvLSTM.steps in TorchScript: xs (B, T, 4F, *S') the input's convolution with its bias,
+# mask (B, T) bool, h, c (B, F, *S'), W (4F, F, *K) the recurrent kernel ("same", stride 1:
+# padded by PADS, TensorFlow's and torch's split) -> outputs (B, T, F, *S') (or the last
+# output again when the layer returns no sequence), the last output, h, c.
+CONV_LOOP = """
+def conv_loop(xs: Tensor, mask: Tensor, h: Tensor, c: Tensor, W: Tensor):
+    F = h.size(1)
+    prev = torch.zeros_like(h)
+    outs: List[Tensor] = []
+    for t in range(xs.size(1)):
+        z = xs[:, t] + torch.convRANKd(PAD(h), W)
+        c2 = REC(z[:, F:2 * F]) * c + REC(z[:, 0:F]) * ACT(z[:, 2 * F:3 * F])
+        h2 = REC(z[:, 3 * F:4 * F]) * ACT(c2)
+UPDATE
+SEQ
+    return OUTS, prev, h, c
+"""
+CONV_UPDATE = {
+    False: """        h = h2
+        c = c2
+        prev = h2""",
+    True: """        m = mask[:, t]UNSQUEEZE
+        h = torch.where(m, h2, h)
+        c = torch.where(m, c2, c)
+        prev = torch.where(m, h2, prev)""",
+}
+
+
+def conv_script(block: ConvLSTM, masked: bool, seq: bool):
+    """The block's time loop as a TorchScript function (ONNX: one Loop, T free)."""
+    names = [block.o["activation"], block.o["recurrent_activation"]]
+    exprs = [CONV_ACTS.get(f"{n}/{block.keras}", CONV_ACTS.get(n)) for n in names]
+    for option, name, expr in zip(
+        ("activation", "recurrent_activation"), names, exprs, strict=True
+    ):
+        if expr is None:
+            raise Refused(
+                f"{block.keras_class} {block.keras_name!r}: {option}={name!r} has no exported "
+                "form in the ONNX loop (elementwise activations only)"
+            )
+    k = block.h_conv.kernel_size
+    pads = [p for d in reversed(k) for p in ((d - 1) // 2, d - 1 - (d - 1) // 2)]
+    pad = f"torch.nn.functional.pad({{v}}, {pads})" if any(pads) else "{v}"
+    key = (block.rank, tuple(pads), *exprs, masked, seq)
+    if key not in _compiled:
+        body = CONV_LOOP.replace("UPDATE", CONV_UPDATE[masked])
+        body = body.replace("UNSQUEEZE", ".unsqueeze(-1)" * (block.rank + 1))
+        body = body.replace("SEQ", "        outs.append(prev)" if seq else "")
+        body = body.replace("OUTS", "torch.stack(outs, 1)" if seq else "prev")
+        body = body.replace("RANK", str(block.rank))
+        for name, expr in (("ACT", exprs[0]), ("REC", exprs[1]), ("PAD", pad)):
+            body = _substitute(body, name, f"({expr})")  # whole: "a - b" * c
+        _compiled[key] = torch.jit.CompilationUnit(body).conv_loop
+    return _compiled[key]
+
+
+def conv_steps(block: ConvLSTM, xs, h, c, mask, seq: bool):
+    """``ConvLSTM.steps`` as the scripted loop (export only)."""
+    loop = conv_script(block, mask is not None, seq)
+    m = mask.to(torch.bool) if mask is not None else xs.new_ones(1, 1, dtype=torch.bool)
+    outs, last, h, c = loop(xs, m, h, c, block.h_conv.weight)
+    return (outs if seq else None), last, h, c
+
+
+SCRIPTED_LOOPS = (ConvLSTM,)  # the Python time loops export swaps for a scripted Loop
+
+
+@contextlib.contextmanager
+def conv_loops(model):
+    """While exporting, each ConvLSTM's time loop runs as a TorchScript loop (one ONNX Loop
+    over a free T) instead of ``ConvLSTM.steps``'s Python loop, which the tracer unrolls;
+    an activation the loop has no form for is refused here, in one line."""
+    blocks = [m for m in model.modules() if isinstance(m, ConvLSTM)]
+    for b in blocks:
+        conv_script(b, False, b.flags["return_sequences"])  # refuse before tracing
+    for b in blocks:
+        b.steps = lambda xs, h, c, mask, seq, b=b: conv_steps(b, xs, h, c, mask, seq)
+    try:
+        with warnings.catch_warnings():  # the loop body's slices: not folded, still exact
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+            yield
+    finally:
+        for b in blocks:
+            del b.steps
 
 
 def describe(path: str | os.PathLike) -> str:

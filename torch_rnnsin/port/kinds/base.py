@@ -249,6 +249,7 @@ class Block(nn.Module):
     state_sizes: tuple[int, ...] = ()  # the carried state (B, H) tensors, for streaming
     streamable = True  # a chunk can continue from a carried state
     own_code = ""  # "" when the maths is torch's own module; else why our own module
+    loops_in_python = False  # its torch code steps through time in a Python loop (ConvLSTM)
 
     @property
     def state_shapes(self) -> tuple[tuple[int, ...], ...]:

@@ -26,6 +26,7 @@ from .base import Block, Layer, Spec, kind, with_shape
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 PERM = {1: (2, 1, 0), 2: (3, 2, 0, 1)}  # Keras (*K, In, Out) -> torch (Out, In, *K)
+AXIS_ACTIVATIONS = ("softmax", "log_softmax", "glu")  # not elementwise
 FLAGS = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask")
 
 
@@ -43,6 +44,7 @@ def same_pads(d: int, k: int, s: int, dil: int) -> tuple[int, int]:
 class ConvLSTM(Block):
     own_code = "Keras's ConvLSTM step over torch convolutions"
     not_streamable = "go_backwards=True reads the sequence from its end"
+    loops_in_python = True  # steps(); ONNX export runs it as a scripted Loop
 
     def __init__(self, layer: Layer, x: Spec, rank: int, o: dict, flags: dict):
         k, f, pad, s, dil = (
@@ -68,6 +70,7 @@ class ConvLSTM(Block):
         )  # fmt: skip
         self.h_conv = CONV[rank](f, 4 * f, k, padding="same", bias=False)
         self.rank, self.filters, self.o, self.flags = rank, f, o, flags
+        self.keras = layer.keras  # 2 or 3: hard_sigmoid's formula
         self.state_sizes = (f, f)
         self.space = out
         self.streamable = not flags["go_backwards"]
@@ -105,8 +108,21 @@ class ConvLSTM(Block):
             c = torch.zeros_like(h)
         else:
             h, c = (self.first(s) for s in state)
+        seq, last, h, c = self.steps(xs, h, c, mask, self.flags["return_sequences"])
+        if self.flags["return_sequences"]:
+            y = seq.permute(0, 1, *range(3, self.rank + 3), 2)  # (B, T, *S', F)
+            if mask is not None and self.flags["zero_output_for_mask"]:
+                y = y * mask.view(B, T, *[1] * (self.rank + 1)).to(y.dtype)
+        else:
+            y = self.last(last)  # (B, *S', F)
+        return y, [self.last(h), self.last(c)]
+
+    def steps(self, xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, mask, seq: bool):
+        """The time loop: xs (B, T, 4F, *S') the input's convolution, h, c (B, F, *S'), mask
+        (B, T) bool or None -> (outputs (B, T, F, *S') if seq else None, the last output, h, c).
+        ONNX export swaps in a TorchScript loop of the same maths (export/onnx.py)."""
         ys, prev = [], torch.zeros_like(h)
-        for t in range(T):
+        for t in range(xs.shape[1]):
             z = xs[:, t] + self.h_conv(h)  # (B, 4F, *S')
             zi, zf, zc, zo = z.chunk(4, dim=1)
             c2 = self.ract(zf) * c + self.ract(zi) * self.act(zc)
@@ -114,17 +130,12 @@ class ConvLSTM(Block):
             if mask is None:
                 h, c, prev = h2, c2, h2
             else:  # Keras: a masked step keeps the state and repeats the output
-                m = mask[:, t].view(B, *[1] * (self.rank + 1))
+                m = mask[:, t].view(-1, *[1] * (self.rank + 1))
                 h, c = torch.where(m, h2, h), torch.where(m, c2, c)
                 prev = torch.where(m, h2, prev)
-            ys.append(prev)
-        if self.flags["return_sequences"]:
-            y = torch.stack([self.last(v) for v in ys], 1)  # (B, T, *S', F)
-            if mask is not None and self.flags["zero_output_for_mask"]:
-                y = y * mask.view(B, T, *[1] * (self.rank + 1)).to(y.dtype)
-        else:
-            y = self.last(ys[-1])  # (B, *S', F)
-        return y, [self.last(h), self.last(c)]
+            if seq:
+                ys.append(prev)
+        return (torch.stack(ys, 1) if seq else None), prev, h, c
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
         y, new = self.run(x, list(state) or None, None)
@@ -186,6 +197,9 @@ def conv_lstm(layer: Layer, inputs: list[Spec]) -> Block:
         "recurrent_activation": activation(layer, "recurrent_activation", "sigmoid"),
         "use_bias": layer.option("use_bias", True, kind=bool),
     }
+    for key in ("activation", "recurrent_activation"):
+        if o[key] in AXIS_ACTIVATIONS:  # over channels in Keras; the maps here are (B, F, *S')
+            raise layer.refuse(key, o[key], "ConvLSTM ports elementwise activations")
     flags = {key: layer.option(key, False, kind=bool) for key in FLAGS}
     x = inputs[0]
     if len(x.shape) != rank + 2 or None in x.shape[1:] or x.dtype != "float32":
