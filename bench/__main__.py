@@ -11,7 +11,8 @@ study's time (``study --quick``, and the full grid unless ``--no-full-study``),
 stateful prediction of the test series, ``train.py --help`` start-up, and the porter's
 recurrent paths (``bench.load``: loading a large file against the plain-h5py floor;
 ``bench.export``: its ONNX export against ``port``; ``bench.stream``: streaming one step against onnxruntime, batch inference
-against Keras's predict_on_batch).
+against Keras's predict_on_batch; ``bench.check``: ``port --check`` against ``port`` and one
+Keras import, unless ``--no-check``).
 Writes bench/results.md.
 """
 
@@ -114,6 +115,7 @@ def main() -> None:
     p.add_argument(
         "--no-full-study", action="store_true", help="time only `study --quick`, not the full grid"
     )
+    p.add_argument("--no-check", action="store_true", help="leave out `port --check` (bench.check)")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
     args = p.parse_args()
     if args.quick:
@@ -152,12 +154,16 @@ def main() -> None:
         load = None  # the porter's load of a large model file against the plain-h5py floor
         export = None  # its ONNX export against port and the floor
         stream = None  # streaming and batch inference against onnxruntime and Keras
+        check = None  # port --check against port + one Keras import
         if not args.no_keras and not args.quick:
             load = json.loads(run_timed([sys.executable, "-m", "bench.load", "--json"])[2])
             export_cmd = [sys.executable, "-m", "bench.export", "--json"]
             export = json.loads(run_timed([*export_cmd, "--rounds", str(args.rounds)])[2])
             stream_cmd = [sys.executable, "-m", "bench.stream", "--json"]
             stream = json.loads(run_timed([*stream_cmd, "--rounds", str(args.rounds)])[2])
+            if not args.no_check:
+                check_cmd = [sys.executable, "-m", "bench.check", "--json"]
+                check = json.loads(run_timed([*check_cmd, "--rounds", str(args.rounds)])[2])
         study = {}
         for name, flags in (("quick", ["--quick"]), ("full", [])):
             if name == "full" and (args.quick or args.no_full_study):
@@ -238,6 +244,11 @@ def main() -> None:
 
         lines += ["", "## Recurrent inference: streaming and batch (`python -m bench.stream`)", ""]
         lines += stream_lines(stream)
+    if check is not None:
+        from bench.check import lines as check_lines
+
+        lines += ["", "## `port --check` of that model (`python -m bench.check`)", ""]
+        lines += check_lines(check["table"], check["rounds"])
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.write_text(text)

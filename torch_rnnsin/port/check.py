@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -163,26 +164,36 @@ def _chunks(model: Any, xs: list[torch.Tensor], T: int) -> tuple[str, list[torch
     return f"two chunks ({k} + {T - k} steps), state carried", joined
 
 
-def compare(model: Any, keras_path: Path, keras_arch: Path | None, out=print) -> float:
-    """Print both figures for every output compared; return the largest relative figure
-    (above ``TOLERANCE``: the check fails)."""
-    xs = make_inputs(input_specs(model))
-    keras = run_keras(keras_path, keras_arch, xs)
+def _torch_side(
+    model: Any, xs: list[np.ndarray]
+) -> tuple[dict[str, list[torch.Tensor]], list[torch.Tensor], tuple[str, list] | None]:
+    """(each layer's outputs by name, the model outputs, the two chunks or None)."""
     txs = [torch.from_numpy(x) for x in xs]
-    with torch.no_grad():
+    T = xs[0].shape[1] if xs[0].ndim >= 2 else 0
+    with torch.no_grad():  # thread-local: entered in the thread that runs the model
         ours = {n: _flat(t) for n, t in model.layer_outputs(*txs)}
         ys = _flat(model(*txs))
+        chunks = _chunks(model, txs, T) if getattr(model, "streamable", False) and T >= 2 else None
+    return ours, ys, chunks
+
+
+def compare(model: Any, keras_path: Path, keras_arch: Path | None, out=print) -> float:
+    """Print both figures for every output compared; return the largest relative figure
+    (above ``TOLERANCE``: the check fails). Torch runs in a thread while the Keras process
+    starts (its import alone is seconds): the same numbers, the torch side's time hidden."""
+    xs = make_inputs(input_specs(model))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        mine = pool.submit(_torch_side, model, xs)
+        keras = run_keras(keras_path, keras_arch, xs)
+        ours, ys, chunks = mine.result()
     table = Table(out)
     layers = [(n, k) for n, k in keras if not n.startswith("model output ")]
     outputs = [k[0] for n, k in keras if n.startswith("model output ")]
     for name, k in layers:
         if name in ours:
             table.row(name, k, ours[name])
-    T = xs[0].shape[1] if xs[0].ndim >= 2 else 0
-    if getattr(model, "streamable", False) and T >= 2:
-        with torch.no_grad():
-            name, joined = _chunks(model, txs, T)
-        table.row(name, outputs, joined)
+    if chunks is not None:
+        table.row(chunks[0], outputs, chunks[1])
     else:
         out("two chunks with the state: not applicable (not streamable, or one step)")
     if len(ys) != len(outputs):
