@@ -34,6 +34,7 @@ Every file is checked in onnxruntime against torch before it is written.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -119,41 +120,35 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
             for name in in_names[len(xs) :] + out_names[n_y:]:
                 axes[name] = {0: "batch"}
             del outputs
+            names = {"input_names": in_names, "output_names": out_names, "dynamic_axes": axes}
+            weights = graph_weights(graph)
             try:
-                with quiet_exporter(), own_cells(model), masked_loops(model), open(tmp, "wb") as f:
-                    torch.onnx.export(
-                        graph,
-                        (*xs, *states),
-                        f,
-                        input_names=in_names,
-                        output_names=out_names,
-                        dynamic_axes=axes,
-                        opset_version=opset,
-                        do_constant_folding=True,
-                        dynamo=False,
-                    )
+                with quiet_exporter(), own_cells(model), masked_loops(model):
+                    header = weightless_graph(graph, (*xs, *states), weights, opset, **names)
             except Exception as e:  # any exporter failure: one line, nothing written
                 raise Refused(
                     f"{graph.kind}: torch's ONNX exporter failed ({one_line(e)})"
                 ) from None
         finally:
             model.train(was_training)
-        # The metadata appended as a serialized ModelProto holding only it: protobuf merges
-        # a message's fields written later into it (the exporter writes no metadata_props),
-        # so the weights are not parsed and serialized again.
-        props = onnx.ModelProto()
-        onnx.helper.set_model_props(props, graph.metadata())
-        with open(tmp, "ab") as f:
-            f.write(props.SerializeToString())
-        # a name that is not UTF-8 (bytes kept as surrogates) cannot reach onnx's and
-        # onnxruntime's C++: they get the file's bytes instead
-        try:
-            source: str | bytes = str(tmp).encode("utf-8") and str(tmp)
-        except UnicodeEncodeError:
-            source = tmp.read_bytes()
-        onnx.checker.check_model(source)
-        worst = check_against_torch(graph, source)
-        del source
+        onnx.helper.set_model_props(header, graph.metadata())
+        with open(tmp, "wb") as f:  # the graph, then each weight as its own appended message
+            write_streamed(f, header, weights)
+        # onnx's checker: the graph (its weights as inputs), and the whole file where it is
+        # small (the checker reads a file into memory twice: 2 W more for a large model,
+        # whose file is the same graph and the weights framed by write_streamed)
+        onnx.checker.check_model(header)
+        if sum(a.nbytes for a in weights.values()) <= WHOLE_FILE_CHECK:
+            # a name that is not UTF-8 (bytes kept as surrogates) cannot reach onnx's C++:
+            # it gets the file's bytes instead
+            try:
+                onnx.checker.check_model(str(tmp).encode("utf-8") and str(tmp))
+            except UnicodeEncodeError:
+                onnx.checker.check_model(tmp.read_bytes())
+        run = session(header, weights)  # the same graph, the weights fed as inputs
+        del header
+        worst = check_against_torch(graph, run)
+        del run
         if worst == float("inf"):
             raise Refused(
                 f"{graph.kind}: the ONNX graph gives other shapes than torch at other batch "
@@ -173,6 +168,133 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
                 stacklevel=2,
             )
     return path
+
+
+# --- the file: the graph without its weights, then each weight appended -----------------
+
+
+def graph_weights(graph: nn.Module) -> dict[str, np.ndarray]:
+    """The graph's parameters and buffers by name, as numpy views (not copies)."""
+    tensors = {**dict(graph.named_parameters()), **dict(graph.named_buffers())}
+    return {name: t.detach().numpy() for name, t in tensors.items()}
+
+
+class Weightless(nn.Module):
+    """``graph`` with its weights as inputs after its own: ``(*args, *weights)``; traced,
+    the weights are graph inputs, so the exporter holds no copy of them (its shape
+    inference and constant folding copy every initializer) and their transforms (gate
+    order, transposes) stay small ops in the graph, which onnxruntime folds when it loads."""
+
+    def __init__(self, graph: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.graph = (graph,)  # not a submodule: its weights are not the trace's state
+        self.names = names
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = len(args) - len(self.names)
+        with swapped(self.graph[0], dict(zip(self.names, args[n:], strict=True))):
+            return self.graph[0](*args[:n])
+
+
+@contextlib.contextmanager
+def swapped(module: nn.Module, tensors: dict[str, torch.Tensor]):
+    """``module``'s parameters and buffers (shared ones under every name) are ``tensors``
+    (by ``named_parameters`` / ``named_buffers`` name) until the block ends. (torch's
+    functional_call refuses to run under the tracer.)"""
+    owners = {id(t): name for name, t in (*module.named_parameters(), *module.named_buffers())}
+    slots = []
+    for _, sub in module.named_modules(remove_duplicate=False):
+        for store in (sub._parameters, sub._buffers):
+            for key, t in store.items():
+                if t is not None and owners.get(id(t)) in tensors:
+                    slots.append((store, key, t))
+    try:
+        for store, key, t in slots:
+            store[key] = tensors[owners[id(t)]]
+        yield
+    finally:
+        for store, key, t in slots:
+            store[key] = t
+
+
+def weightless_graph(
+    graph: nn.Module, args: tuple, weights: dict[str, np.ndarray], opset: int, **names
+) -> onnx.ModelProto:
+    """The exported graph with the weights as its last inputs (named as in ``weights``)."""
+    f = io.BytesIO()
+    torch.onnx.export(
+        Weightless(graph, list(weights)),
+        (*args, *(torch.from_numpy(a) for a in weights.values())),
+        f,
+        input_names=names["input_names"] + list(weights),
+        output_names=names["output_names"],
+        dynamic_axes=names["dynamic_axes"],
+        opset_version=opset,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    return onnx.load_from_string(f.getvalue())
+
+
+def write_streamed(f, header: onnx.ModelProto, weights: dict[str, np.ndarray]) -> None:
+    """``header`` without the weights among its inputs, then each weight it uses as its own
+    serialized ``ModelProto(graph=GraphProto(initializer=[tensor]))``: protobuf merges
+    concatenated messages (repeated fields append), so the file parses as one model whose
+    initializers are the weights; each weight's bytes go from its array to the file."""
+    used = {v.name for v in header.graph.input} & set(weights)
+    head = onnx.ModelProto()
+    head.CopyFrom(header)
+    kept = [v for v in head.graph.input if v.name not in used]
+    del head.graph.input[:]
+    head.graph.input.extend(kept)
+    f.write(head.SerializeToString())
+    for name in (n for n in weights if n in used):
+        a = np.ascontiguousarray(weights[name]).astype(weights[name].dtype.newbyteorder("<"))
+        tensor = onnx.TensorProto(name=name, dims=a.shape)
+        tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(a.dtype)
+        raw = memoryview(a).cast("B")  # (nbytes,)
+        body = tensor.SerializeToString() + _field(TENSOR_RAW_DATA, raw.nbytes)
+        # ModelProto.graph { GraphProto.initializer { TensorProto ... raw_data } }
+        inner = _field(GRAPH_INITIALIZER, len(body) + raw.nbytes)
+        f.write(_field(MODEL_GRAPH, len(inner) + len(body) + raw.nbytes) + inner + body)
+        f.write(raw)
+
+
+WHOLE_FILE_CHECK = 32 << 20  # bytes of weights up to which onnx's checker reads the file
+
+MODEL_GRAPH, GRAPH_INITIALIZER, TENSOR_RAW_DATA = 7, 5, 9  # onnx.proto's field numbers
+
+
+def _field(number: int, length: int) -> bytes:
+    """A length-delimited field's key and length (protobuf's wire format)."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(v & 0x7F | (0x80 if v > 0x7F else 0))
+        v >>= 7
+        if not v:
+            return bytes(out)
+
+
+def session(header: onnx.ModelProto, weights: dict[str, np.ndarray]):
+    """``run(feed) -> outputs``: an onnxruntime session of the written graph with the
+    weights as inputs, fed the model's own arrays (no copy of them is loaded; the
+    per-call transforms of the weights are freed after each call)."""
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False  # (both keep a call's peak for the next: +1 W)
+    sess = ort.InferenceSession(
+        header.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    own = {v.name for v in sess.get_inputs()} & set(weights)
+
+    def run(feed: dict[str, np.ndarray]) -> list:
+        return sess.run(None, {**feed, **{name: weights[name] for name in own}})
+
+    return run
 
 
 class Streaming(nn.Module):
@@ -316,13 +438,10 @@ def input_specs(model) -> list:
     return [TensorSpec("x", (None, None, int(size)), "float32")]
 
 
-def check_against_torch(graph: Streaming, onnx_file: str | os.PathLike | bytes) -> float:
+def check_against_torch(graph: Streaming, run) -> float:
     """Largest |onnx - torch| (relative above 1) on shapes other than the traced one:
-    batch 1 and 3, lengths 1 and 7 (where the model leaves them free). ``onnx_file``: a
-    path (or the file's bytes)."""
-    if isinstance(onnx_file, os.PathLike):
-        onnx_file = str(onnx_file)
-    sess = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    batch 1 and 3, lengths 1 and 7 (where the model leaves them free). ``run``: the ONNX
+    graph's ``feed -> outputs`` (``session``)."""
     worst = 0.0
     for seed, (batch, length) in enumerate([(3, 7), (1, 1)], start=1):
         xs, states = graph.example(batch, length, seed)
@@ -330,7 +449,7 @@ def check_against_torch(graph: Streaming, onnx_file: str | os.PathLike | bytes) 
             ref = [t.numpy() for t in graph(*xs, *states)]
         feed = {n: x.numpy() for n, x in zip(graph.names, xs, strict=True)}
         feed.update({f"state_in_{k}": s.numpy() for k, s in enumerate(states)})
-        for a, b in zip(sess.run(None, feed), ref, strict=True):
+        for a, b in zip(run(feed), ref, strict=True):
             if a.shape != b.shape:
                 return float("inf")
             d = np.abs(a.astype(np.float64) - b) / np.maximum(1, np.abs(b))
@@ -369,7 +488,8 @@ def _own_apply(cell: OwnRNN, x: torch.Tensor, hx):
     """The cell's call through ``OwnRNNOp`` (flat tensors in and out), as nn.RNN/LSTM/GRU's."""
     lstm = cell.kind == "LSTM"
     h0, c0 = (hx if hx is not None else (None, None)) if lstm else (hx, None)
-    outs = OwnRNNOp.apply(x, h0, c0, cell, *cell.parameters())
+    rows = (cell.weight_ih_l0, cell.weight_hh_l0, cell.bias_ih_l0, cell.bias_hh_l0)
+    outs = OwnRNNOp.apply(x, h0, c0, cell, *rows)
     return (outs[0], (outs[1], outs[2])) if lstm else (outs[0], outs[1])
 
 
@@ -378,16 +498,16 @@ class OwnRNNOp(torch.autograd.Function):
     own loop (run while tracing, so the traced values are the cell's)."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, cell, *parameters):  # x (B, T, F); h0, c0 (1, B, H) or None
-        # The parameters are inputs only so that the tracer knows them.
+    def forward(ctx, x, h0, c0, cell, *rows):  # x (B, T, F); h0, c0 (1, B, H) or None
+        # W, U and the biases (or None) are inputs so that the graph takes them from its own.
         lstm = cell.kind == "LSTM"
         hx = ((h0, c0) if h0 is not None else None) if lstm else h0
         out, hn = type(cell).forward(cell, x, hx)
         return (out, *hn) if lstm else (out, hn)
 
     @staticmethod
-    def symbolic(g, x, h0, c0, cell, *parameters):
-        return own_rnn_onnx(g, x, h0, c0, cell)
+    def symbolic(g, x, h0, c0, cell, *rows):
+        return own_rnn_onnx(g, x, h0, c0, cell, *rows)
 
 
 # torch rows -> ONNX's gate order: LSTM i, f, g, o -> i, o, f, c; GRU r, z, n -> z, r, h
@@ -395,22 +515,25 @@ ONNX_ORDER = {"SimpleRNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}
 ONNX_OP = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 
 
-def own_rnn_onnx(g, x, h0, c0, cell: OwnRNN):
-    """ONNX's RNN / LSTM / GRU from the cell's nn.RNN-style rows: W, R and the biases in ONNX's
-    gate order, the cell's activations, GRU: linear_before_reset = reset_after."""
+def own_rnn_onnx(g, x, h0, c0, cell: OwnRNN, w_ih, w_hh, b_ih, b_hh):
+    """ONNX's RNN / LSTM / GRU from the cell's nn.RNN-style rows (graph values: the weights
+    stay the graph's inputs): W, R and the biases in ONNX's gate order (a Gather of rows),
+    the cell's activations, GRU: linear_before_reset = reset_after."""
     H, kind = cell.hidden_size, cell.kind
     order = ONNX_ORDER[kind]
+    index = torch.cat([torch.arange(i * H, (i + 1) * H) for i in order])  # (kH,)
+    rows = g.op("Constant", value_t=index)
 
-    def onnx_rows(t: torch.Tensor | None) -> torch.Tensor:
-        if t is None:
-            return torch.zeros(len(order) * H)
-        blocks = t.detach().split(H)
-        return torch.cat([blocks[i] for i in order])
+    def onnx_rows(t, shape: list[int]):
+        if t is None or _is_none(t):
+            return g.op("Constant", value_t=torch.zeros(shape))
+        gathered = g.op("Gather", t, rows, axis_i=0)
+        return g.op("Reshape", gathered, g.op("Constant", value_t=torch.tensor(shape)))
 
-    W = g.op("Constant", value_t=onnx_rows(cell.weight_ih_l0).unsqueeze(0))  # (1, kH, F)
-    R = g.op("Constant", value_t=onnx_rows(cell.weight_hh_l0).unsqueeze(0))  # (1, kH, H)
-    b = torch.cat([onnx_rows(cell.bias_ih_l0), onnx_rows(cell.bias_hh_l0)])
-    B = g.op("Constant", value_t=b.unsqueeze(0))  # (1, 2kH)
+    kH = len(order) * H
+    W = onnx_rows(w_ih, [1, kH, cell.input_size])  # (1, kH, F)
+    R = onnx_rows(w_hh, [1, kH, H])  # (1, kH, H)
+    B = g.op("Concat", onnx_rows(b_ih, [1, kH]), onnx_rows(b_hh, [1, kH]), axis_i=1)  # (1, 2kH)
     none = g.op("prim::Constant")
     none.setType(torch._C.OptionalType.ofTensor())  # an omitted optional input
     acts = cell.onnx_activations
