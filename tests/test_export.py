@@ -549,3 +549,29 @@ def test_cli_exports_a_keras2_h5_and_refuses_in_one_line(keras_models, tmp_path,
         assert message in lines[0], lines
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras", "m.onnx"]
+
+
+def test_file_holds_each_weight_once_as_it_is_in_the_model(standin_files):
+    """The streamed file: the graph without weights among its inputs, then each parameter
+    once, bit for bit (onnx.load merges the appended messages); size = weights + graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    model, path = standin_files["gru_reset_before_stack"]  # nn.LSTM, OwnRNN GRU, nn.GRU
+    proto = onnx.load(str(path))
+    params = {f"model.{k}": v.detach().numpy() for k, v in model.named_parameters()}
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    assert sorted(inits) == sorted(params)
+    assert all(np.array_equal(inits[k], params[k]) for k in params)
+    assert [v.name for v in proto.graph.input] == ["x"] + [f"state_in_{k}" for k in range(4)]
+    consts = [
+        numpy_helper.to_array(a.t).ravel()
+        for n in proto.graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    flat = [a.ravel() for a in params.values()]
+    assert not any(np.array_equal(c, w) for c in consts for w in flat)  # no weight twice
+    weight_bytes = sum(a.nbytes for a in params.values())
+    assert weight_bytes < path.stat().st_size < weight_bytes + 64_000

@@ -98,10 +98,12 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
         raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
     check_finite_weights(model, str(path))
     # The model itself, in eval mode for the export (no deep copy of its weights): the
-    # caller's mode is restored after, and its weights are only read. The graph goes to a
-    # temporary file, is checked from there and renamed into place only if all passes (a
-    # writer that won the race meanwhile is kept): its weights are never held as bytes, an
-    # ONNX object and an onnxruntime session at once.
+    # caller's mode is restored after, and its weights are only read. The exporter sees
+    # them as graph inputs (``weightless_graph``); the file is that graph, then each weight
+    # appended from its array (``write_streamed``); the check feeds the arrays to
+    # onnxruntime. Nothing holds a second copy of the weights (peak: about 1 W above the
+    # model). The file is renamed into place only if all passes (a writer that won the
+    # race meanwhile is kept).
     was_training = model.training
     graph = streaming(model.eval())
     xs, states = graph.example(batch=2, length=3)
