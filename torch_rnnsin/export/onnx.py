@@ -107,7 +107,9 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     was_training = model.training
     graph = streaming(model.eval())
     xs, states = graph.example(batch=2, length=3)
-    with atomic_path(path, replace=False) as tmp:  # removed unless everything passes
+    # removed unless everything passes; torch's own kernels (not oneDNN's) for the traced
+    # and the checked calls
+    with atomic_path(path, replace=False) as tmp, without_onednn():
         try:
             with torch.no_grad():
                 outputs = graph(*xs, *states)
@@ -288,6 +290,9 @@ def session(header: onnx.ModelProto, weights: dict[str, np.ndarray]):
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False  # (both keep a call's peak for the next: +1 W)
+    # the graph's order: each layer's weight transforms just before its op (the default
+    # order can run them all first: +1 W)
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     sess = ort.InferenceSession(
         header.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -457,6 +462,18 @@ def check_against_torch(graph: Streaming, run) -> float:
             d = np.abs(a.astype(np.float64) - b) / np.maximum(1, np.abs(b))
             worst = max(worst, float(np.nan_to_num(d, nan=np.inf).max(initial=0)))
     return worst
+
+
+@contextlib.contextmanager
+def without_onednn():
+    """oneDNN's LSTM / GRU reorders every weight on each call (+0.25 to 0.5 W for a stack);
+    torch's own kernels read them in place. The traced aten ops are the same either way."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 @contextlib.contextmanager
