@@ -107,9 +107,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     was_training = model.training
     graph = streaming(model.eval())
     xs, states = graph.example(batch=2, length=3)
-    # removed unless everything passes; torch's own kernels (not oneDNN's) for the traced
-    # and the checked calls
-    with atomic_path(path, replace=False) as tmp, without_onednn():
+    with atomic_path(path, replace=False) as tmp:  # removed unless everything passes
         try:
             with torch.no_grad():
                 outputs = graph(*xs, *states)
@@ -462,18 +460,6 @@ def check_against_torch(graph: Streaming, run) -> float:
             d = np.abs(a.astype(np.float64) - b) / np.maximum(1, np.abs(b))
             worst = max(worst, float(np.nan_to_num(d, nan=np.inf).max(initial=0)))
     return worst
-
-
-@contextlib.contextmanager
-def without_onednn():
-    """oneDNN's LSTM / GRU reorders every weight on each call (+0.25 to 0.5 W for a stack);
-    torch's own kernels read them in place. The traced aten ops are the same either way."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
 
 
 @contextlib.contextmanager
