@@ -28,7 +28,11 @@ previous output, zeros before the first valid step); the exporter writes it as o
 ConvLSTM1D/2D's time loop (``ConvLSTM.steps``, masked or not) is swapped the same way
 (``conv_loops``): the input's convolution over all steps stays outside, the recurrent
 convolution and the gates are the Loop's body; its state is h then c, (B, *S', F) maps.
-Every file is checked in onnxruntime against torch before it is written.
+The weights are the traced graph's inputs (the exporter holds no copy of them); the file is
+that graph, then each weight appended from its array as an initializer (``write_streamed``),
+in torch's layout with the gate reordering as small ops that onnxruntime folds on loading.
+Every graph is checked in onnxruntime (fed the model's arrays) against torch before its file
+is written.
 """
 
 from __future__ import annotations
