@@ -1,8 +1,19 @@
-"""PNG plots of a run: loss curves, predictions against the truth, hidden states."""
+"""PNG plots of a run: loss curves, predictions against the truth, hidden states.
+
+A training run draws them in a child process (``PlotProcess``) started before the
+training: it imports matplotlib and loads its fonts on the idle core while the parent
+trains, then draws the three plots while the parent writes its other files.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import signal
+import subprocess
+import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..common.atomic import atomic_path
+from ..common.errors import one_line
 
 matplotlib.use("Agg")  # files only, no window
 
@@ -109,3 +121,102 @@ def plot_run(out: Path, history, values, preds: dict, mses: dict) -> list[Path]:
     )
     plot_hidden(values, preds["stateless"][1], preds["stateful"][1], paths[2])
     return paths
+
+
+# The child's command line; it serves one ``plot_run`` (see ``serve``).
+_CHILD = "from torch_rnnsin.lesson.plots import serve; serve()"
+
+
+def warm_up() -> None:
+    """Pay matplotlib's first-figure costs (font loading, text layout) on a throwaway
+    figure, so that the run's plots are drawn at the warm cost."""
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.semilogy([1, 2], [1, 10], "o-", label="warm")
+    ax.set(xlabel="x", ylabel="y", title="t")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(io.BytesIO(), dpi=20, format="png")
+    plt.close(fig)
+
+
+def serve() -> None:
+    """The plotting child: warm up, read one pickled ``plot_run`` call from stdin and
+    draw it. Nothing on stdin (the parent gave up: the run failed or was interrupted):
+    nothing drawn. A failure goes back pickled on stdout, with its traceback, exit 1."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    warm_up()
+    data = sys.stdin.buffer.read()
+    if not data:
+        return
+    try:
+        plot_run(*pickle.loads(data))
+    except BaseException as e:
+        tb = traceback.format_exc()
+        try:
+            payload = pickle.dumps((e, tb))
+            pickle.loads(payload)  # an exception that cannot be rebuilt goes as its line
+        except Exception:
+            payload = pickle.dumps((RuntimeError(f"{type(e).__name__}: {one_line(e)}"), tb))
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+        sys.exit(1)
+
+
+class PlotProcess:
+    """``plot_run`` in a child process: start it early (it warms up while the caller
+    works), ``send`` the run's data once, ``wait`` for the PNGs. The child's failure
+    is raised by ``wait`` as the exception it raised (its traceback attached as a note);
+    ``close`` (or leaving the ``with`` block) ends a child that was sent nothing."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # this copy of the package
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    def send(self, out: Path, history, values, preds: dict, mses: dict) -> list[Path]:
+        """Hand the child ``plot_run``'s arguments; returns the paths it will write."""
+        data = pickle.dumps((out, list(history), values, preds, mses), pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.write(data)
+        self.proc.stdin.close()
+        return [out / "loss.png", out / "predictions.png", out / "hidden.png"]
+
+    def wait(self) -> None:
+        """Until the child is done; its failure raised here."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        reply = self.proc.stdout.read()
+        self.proc.stdout.close()
+        rc = self.proc.wait()
+        if rc == 0:
+            return
+        try:
+            error, tb = pickle.loads(reply)
+        except Exception:
+            raise RuntimeError(f"the plotting process ended with status {rc}") from None
+        error.add_note(f"in the plotting process:\n{tb.rstrip()}")
+        raise error
+
+    def close(self) -> None:
+        """End the child if it is still there (no data: it exits at once)."""
+        if self.proc.returncode is not None:
+            return
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+    def __enter__(self) -> PlotProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

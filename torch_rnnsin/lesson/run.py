@@ -29,7 +29,7 @@ from .lightning.callbacks import AtomicCheckpoint, EpochProgress
 from .lightning.datamodule import SineDataModule
 from .lightning.lit_module import SinRNNModule
 from .metrics import prediction_mse
-from .plots import plot_run
+from .plots import PlotProcess
 from .predict import predict_stateful, predict_stateless
 from .preflight import CHECKPOINT, RUN_WEIGHTS
 
@@ -102,7 +102,22 @@ def train_in(
     ckpt: Path | None = None,
     progress: bool | None = None,
 ) -> dict:
-    """``train_run`` in a run folder the caller has opened (and holds the lock of)."""
+    """``train_run`` in a run folder the caller has opened (and holds the lock of).
+
+    The plots are drawn by a child process started here, which warms up on the idle
+    core while this one trains; the run waits for it, and its failure is the run's."""
+    with PlotProcess() as plotter:
+        return _train_in(cfg, out, init_weights, ckpt, progress, plotter)
+
+
+def _train_in(
+    cfg: TrainConfig,
+    out: Path,
+    init_weights: list[np.ndarray] | None,
+    ckpt: Path | None,
+    progress: bool | None,
+    plotter: PlotProcess,
+) -> dict:
     quiet_lightning()
     torch.set_num_threads(1)  # faster than 2 at this size (per-op overhead dominates)
     progress = sys.stderr.isatty() if progress is None else progress
@@ -153,10 +168,11 @@ def train_in(
         "seconds": round(seconds, 3),
         "config": cfg.to_dict(),
     }
+    plotter.send(out, module.history, test, preds, mses)  # drawn while this writes the rest
     save_keras_weights(torch_to_keras(model), out / RUN_WEIGHTS)
     write_history(out / "history.csv", module.history)
     write_predictions(out / "predictions.csv", test, preds)
-    plot_run(out, module.history, test, preds, mses)
+    plotter.wait()
     write_json(out / "metrics.json", metrics)
     return metrics
 
