@@ -1,20 +1,21 @@
 """PNG plots of a run: loss curves, predictions against the truth, hidden states.
 
-A training run draws them in a child process (``PlotProcess``) started before the
-training: it imports matplotlib and loads its fonts on the idle core while the parent
-trains, then draws the three plots while the parent writes its other files.
+A training run draws them in two child processes (``PlotProcess``) forked before the
+training, with matplotlib already imported: they load its fonts on the idle core while
+the parent trains, then draw the plots side by side while the parent writes its
+other files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -109,22 +110,26 @@ def plot_hidden(
     return units
 
 
-def plot_run(out: Path, history, values, preds: dict, mses: dict) -> list[Path]:
-    paths = [out / "loss.png", out / "predictions.png", out / "hidden.png"]
-    plot_losses(history, paths[0])
-    plot_predictions(
-        values,
-        preds["stateless"][0],
-        preds["stateful"][0],
-        (mses["stateless"], mses["stateful"]),
-        paths[1],
-    )
-    plot_hidden(values, preds["stateless"][1], preds["stateful"][1], paths[2])
-    return paths
+PLOTS = ("loss", "predictions", "hidden")  # each drawn to <name>.png
 
 
-# The child's command line; it serves one ``plot_run`` (see ``serve``).
-_CHILD = "from torch_rnnsin.lesson.plots import serve; serve()"
+def plot_run(
+    out: Path, history, values, preds: dict, mses: dict, which: Sequence[str] = PLOTS
+) -> list[Path]:
+    paths = {name: out / f"{name}.png" for name in which}
+    if "loss" in paths:
+        plot_losses(history, paths["loss"])
+    if "predictions" in paths:
+        plot_predictions(
+            values,
+            preds["stateless"][0],
+            preds["stateful"][0],
+            (mses["stateless"], mses["stateful"]),
+            paths["predictions"],
+        )
+    if "hidden" in paths:
+        plot_hidden(values, preds["stateless"][1], preds["stateful"][1], paths["hidden"])
+    return list(paths.values())
 
 
 def warm_up() -> None:
@@ -139,17 +144,30 @@ def warm_up() -> None:
     plt.close(fig)
 
 
-def serve() -> None:
-    """The plotting child: warm up, read one pickled ``plot_run`` call from stdin and
-    draw it. Nothing on stdin (the parent gave up: the run failed or was interrupted):
-    nothing drawn. A failure goes back pickled on stdout, with its traceback, exit 1."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    warm_up()
-    data = sys.stdin.buffer.read()
-    if not data:
-        return
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _serve(data_fd: int, reply_fd: int, which: Sequence[str]) -> int:
+    """The child's side: warm up, read one pickled ``plot_run`` call and draw ``which``
+    of it. Nothing read (the parent gave up: the run failed or was interrupted): nothing
+    drawn. A failure goes back pickled, with its traceback; the exit status."""
     try:
-        plot_run(*pickle.loads(data))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        warm_up()
+        data = _read_all(data_fd)
+        if data:
+            plot_run(*pickle.loads(data), which=which)
+        return 0
     except BaseException as e:
         tb = traceback.format_exc()
         try:
@@ -157,66 +175,85 @@ def serve() -> None:
             pickle.loads(payload)  # an exception that cannot be rebuilt goes as its line
         except Exception:
             payload = pickle.dumps((RuntimeError(f"{type(e).__name__}: {one_line(e)}"), tb))
-        sys.stdout.buffer.write(payload)
-        sys.stdout.flush()
-        sys.exit(1)
+        _write_all(reply_fd, payload)
+        return 1
 
 
 class PlotProcess:
-    """``plot_run`` in a child process: start it early (it warms up while the caller
-    works), ``send`` the run's data once, ``wait`` for the PNGs. The child's failure
-    is raised by ``wait`` as the exception it raised (its traceback attached as a note);
-    ``close`` (or leaving the ``with`` block) ends a child that was sent nothing."""
+    """``plot_run`` for ``which`` plots in a forked child: fork it early (it warms up
+    while the caller works), ``send`` the run's data once, ``wait`` for the PNGs. The
+    child's failure is raised by ``wait`` as the exception it raised (its traceback
+    attached as a note); ``close`` ends a child that was sent nothing (it exits at once).
 
-    def __init__(self) -> None:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])  # this copy of the package
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+    Forked, not spawned: the child has the parent's matplotlib and numpy without
+    importing them again. It runs no torch and leaves by ``os._exit``."""
 
-    def send(self, out: Path, history, values, preds: dict, mses: dict) -> list[Path]:
-        """Hand the child ``plot_run``'s arguments; returns the paths it will write."""
+    def __init__(self, which: Sequence[str] = PLOTS) -> None:
+        data_r, self._data_w = os.pipe()
+        self._reply_r, reply_w = os.pipe()
+        sys.stdout.flush()  # nothing buffered is written twice
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            code = 1
+            try:
+                os.close(self._data_w)
+                os.close(self._reply_r)
+                code = _serve(data_r, reply_w, which)
+            finally:
+                os._exit(code)
+        os.close(data_r)
+        os.close(reply_w)
+        self.returncode: int | None = None
+
+    def send(self, out: Path, history, values, preds: dict, mses: dict) -> None:
+        """Hand the child ``plot_run``'s arguments."""
         data = pickle.dumps((out, list(history), values, preds, mses), pickle.HIGHEST_PROTOCOL)
-        self.proc.stdin.write(data)
-        self.proc.stdin.close()
-        return [out / "loss.png", out / "predictions.png", out / "hidden.png"]
+        with contextlib.suppress(BrokenPipeError):  # the child is gone: ``wait`` says why
+            _write_all(self._data_w, data)
+        self._close_data()
+
+    def _close_data(self) -> None:
+        if self._data_w >= 0:
+            os.close(self._data_w)
+            self._data_w = -1
+
+    def _reap(self) -> bytes:
+        self._close_data()
+        reply = _read_all(self._reply_r)
+        os.close(self._reply_r)
+        _, status = os.waitpid(self.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return reply
 
     def wait(self) -> None:
         """Until the child is done; its failure raised here."""
-        if not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        reply = self.proc.stdout.read()
-        self.proc.stdout.close()
-        rc = self.proc.wait()
-        if rc == 0:
+        reply = self._reap()
+        if self.returncode == 0:
             return
         try:
             error, tb = pickle.loads(reply)
         except Exception:
-            raise RuntimeError(f"the plotting process ended with status {rc}") from None
+            raise RuntimeError(
+                f"the plotting process ended with status {self.returncode}"
+            ) from None
         error.add_note(f"in the plotting process:\n{tb.rstrip()}")
         raise error
 
     def close(self) -> None:
-        """End the child if it is still there (no data: it exits at once)."""
-        if self.proc.returncode is not None:
-            return
-        if not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
+        """End the child if it is still there: with no data, it exits after its warm-up."""
+        if self.returncode is None:
+            self._reap()
 
-    def __enter__(self) -> PlotProcess:
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+@contextlib.contextmanager
+def plot_processes(groups: Sequence[Sequence[str]]) -> Iterator[list[PlotProcess]]:
+    """One ``PlotProcess`` a group of plots, closed on the way out whatever happens."""
+    procs: list[PlotProcess] = []
+    try:
+        for which in groups:
+            procs.append(PlotProcess(which))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.close()

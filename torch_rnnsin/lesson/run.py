@@ -29,9 +29,12 @@ from .lightning.callbacks import AtomicCheckpoint, EpochProgress
 from .lightning.datamodule import SineDataModule
 from .lightning.lit_module import SinRNNModule
 from .metrics import prediction_mse
-from .plots import PlotProcess
+from .plots import PlotProcess, plot_processes
 from .predict import predict_stateful, predict_stateless
 from .preflight import CHECKPOINT, RUN_WEIGHTS
+
+# The plots each child draws: about the same time each (the predictions plot is the biggest).
+PLOT_GROUPS = (("predictions",), ("loss", "hidden"))
 
 
 def quiet_lightning() -> None:
@@ -104,10 +107,11 @@ def train_in(
 ) -> dict:
     """``train_run`` in a run folder the caller has opened (and holds the lock of).
 
-    The plots are drawn by a child process started here, which warms up on the idle
-    core while this one trains; the run waits for it, and its failure is the run's."""
-    with PlotProcess() as plotter:
-        return _train_in(cfg, out, init_weights, ckpt, progress, plotter)
+    The plots are drawn by two child processes forked here, which warm up on the idle
+    core while this one trains; the run waits for them, and a failure of theirs is the
+    run's."""
+    with plot_processes(PLOT_GROUPS) as plotters:
+        return _train_in(cfg, out, init_weights, ckpt, progress, plotters)
 
 
 def _train_in(
@@ -116,7 +120,7 @@ def _train_in(
     init_weights: list[np.ndarray] | None,
     ckpt: Path | None,
     progress: bool | None,
-    plotter: PlotProcess,
+    plotters: list[PlotProcess],
 ) -> dict:
     quiet_lightning()
     torch.set_num_threads(1)  # faster than 2 at this size (per-op overhead dominates)
@@ -168,11 +172,13 @@ def _train_in(
         "seconds": round(seconds, 3),
         "config": cfg.to_dict(),
     }
-    plotter.send(out, module.history, test, preds, mses)  # drawn while this writes the rest
+    for plotter in plotters:  # drawn while this process writes the rest
+        plotter.send(out, module.history, test, preds, mses)
     save_keras_weights(torch_to_keras(model), out / RUN_WEIGHTS)
     write_history(out / "history.csv", module.history)
     write_predictions(out / "predictions.csv", test, preds)
-    plotter.wait()
+    for plotter in plotters:
+        plotter.wait()
     write_json(out / "metrics.json", metrics)
     return metrics
 
