@@ -179,6 +179,9 @@ def _serve(data_fd: int, reply_fd: int, which: Sequence[str]) -> int:
         return 1
 
 
+_PARENT_ENDS: set[int] = set()  # the parent's ends of the pipes of live children
+
+
 class PlotProcess:
     """``plot_run`` for ``which`` plots in a forked child: fork it early (it warms up
     while the caller works), ``send`` the run's data once, ``wait`` for the PNGs. The
@@ -197,13 +200,16 @@ class PlotProcess:
         if self.pid == 0:  # the child
             code = 1
             try:
-                os.close(self._data_w)
-                os.close(self._reply_r)
+                # The other children's pipe ends too: a child sees the end of its data
+                # when the parent closes its end, not when every sibling has exited.
+                for fd in (self._data_w, self._reply_r, *_PARENT_ENDS):
+                    os.close(fd)
                 code = _serve(data_r, reply_w, which)
             finally:
                 os._exit(code)
         os.close(data_r)
         os.close(reply_w)
+        _PARENT_ENDS.update((self._data_w, self._reply_r))
         self.returncode: int | None = None
 
     def send(self, out: Path, history, values, preds: dict, mses: dict) -> None:
@@ -215,12 +221,14 @@ class PlotProcess:
 
     def _close_data(self) -> None:
         if self._data_w >= 0:
+            _PARENT_ENDS.discard(self._data_w)
             os.close(self._data_w)
             self._data_w = -1
 
     def _reap(self) -> bytes:
         self._close_data()
         reply = _read_all(self._reply_r)
+        _PARENT_ENDS.discard(self._reply_r)
         os.close(self._reply_r)
         _, status = os.waitpid(self.pid, 0)
         self.returncode = os.waitstatus_to_exitcode(status)
