@@ -288,13 +288,14 @@ def write_reference_only(
     the per-step table on) kept, with the prediction lines of the run that wrote it."""
     lines = reference_lines(args, cmds, walls, peaks, helps, None)
     old = args.results.read_text() if args.results.exists() else ""
+    kept = ("- stateful prediction", "- the same with Keras")
+    note = " (kept from the earlier run)"
     kept_pred = [
-        ln
-        for ln in old.splitlines()
-        if ln.startswith(("- stateful prediction", "- the same with Keras"))
+        ln if ln.endswith(note) else ln + note for ln in old.splitlines() if ln.startswith(kept)
     ]
     rest = old[old.index("Per training step") :] if "Per training step" in old else ""
-    text = "\n".join([*lines, *kept_pred, "", rest]).rstrip("\n") + "\n"
+    below = "(This run: `--only-reference`; what follows is kept from the earlier full run.)"
+    text = "\n".join([*lines, *kept_pred, "", below, "", rest]).rstrip("\n") + "\n"
     print(text)
     args.results.write_text(text)
 
