@@ -62,3 +62,25 @@ def test_children_sent_nothing_leave_at_once(tmp_path):
     assert time.perf_counter() - t < 30
     assert not list(tmp_path.iterdir())
     assert not plots._PARENT_ENDS
+
+
+def test_no_fork_draws_in_process(tmp_path, monkeypatch):
+    """Where the system refuses the fork, the same files are drawn in this process."""
+
+    def refuse():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    history, values, preds, mses = _run_data()
+    monkeypatch.setattr(plots.os, "fork", refuse)
+    with plots.plot_processes(GROUPS) as procs:
+        assert all(isinstance(p, plots.InlinePlots) for p in procs)
+        for p in procs:
+            p.send(tmp_path, history, values, preds, mses)
+        for p in procs:
+            p.wait()
+    assert sorted(x.name for x in tmp_path.iterdir()) == [
+        "hidden.png",
+        "loss.png",
+        "predictions.png",
+    ]
+    assert not plots._PARENT_ENDS

@@ -196,7 +196,12 @@ class PlotProcess:
         self._reply_r, reply_w = os.pipe()
         sys.stdout.flush()  # nothing buffered is written twice
         sys.stderr.flush()
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            for fd in (data_r, self._data_w, self._reply_r, reply_w):
+                os.close(fd)
+            raise
         if self.pid == 0:  # the child
             code = 1
             try:
@@ -254,13 +259,40 @@ class PlotProcess:
             self._reap()
 
 
+class InlinePlots:
+    """``PlotProcess``'s interface, drawing in this process (when no child can be forked)."""
+
+    def __init__(self, which: Sequence[str] = PLOTS) -> None:
+        self.which = tuple(which)
+        self.args: tuple | None = None
+        self.returncode: int | None = None
+
+    def send(self, out: Path, history, values, preds: dict, mses: dict) -> None:
+        self.args = (out, history, values, preds, mses)
+
+    def wait(self) -> None:
+        if self.args is not None:
+            plot_run(*self.args, which=self.which)
+        self.returncode = 0
+
+    def close(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
-def plot_processes(groups: Sequence[Sequence[str]]) -> Iterator[list[PlotProcess]]:
-    """One ``PlotProcess`` a group of plots, closed on the way out whatever happens."""
-    procs: list[PlotProcess] = []
+def plot_processes(
+    groups: Sequence[Sequence[str]],
+) -> Iterator[list[PlotProcess | InlinePlots]]:
+    """One ``PlotProcess`` a group of plots, closed on the way out whatever happens;
+    where the system refuses a fork (no memory, too many processes), the group is drawn
+    in this process."""
+    procs: list[PlotProcess | InlinePlots] = []
     try:
         for which in groups:
-            procs.append(PlotProcess(which))
+            try:
+                procs.append(PlotProcess(which))
+            except OSError:
+                procs.append(InlinePlots(which))
         yield procs
     finally:
         for proc in procs:

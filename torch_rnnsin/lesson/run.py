@@ -29,7 +29,7 @@ from .lightning.callbacks import AtomicCheckpoint, EpochProgress
 from .lightning.datamodule import SineDataModule
 from .lightning.lit_module import SinRNNModule
 from .metrics import prediction_mse
-from .plots import PlotProcess, plot_processes
+from .plots import InlinePlots, PlotProcess, plot_processes
 from .predict import predict_stateful, predict_stateless
 from .preflight import CHECKPOINT, RUN_WEIGHTS
 
@@ -120,7 +120,7 @@ def _train_in(
     init_weights: list[np.ndarray] | None,
     ckpt: Path | None,
     progress: bool | None,
-    plotters: list[PlotProcess],
+    plotters: list[PlotProcess | InlinePlots],
 ) -> dict:
     quiet_lightning()
     torch.set_num_threads(1)  # faster than 2 at this size (per-op overhead dominates)
