@@ -14,6 +14,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -162,7 +163,8 @@ def _serve(data_fd: int, reply_fd: int, which: Sequence[str]) -> int:
     of it. Nothing read (the parent gave up: the run failed or was interrupted): nothing
     drawn. A failure goes back pickled, with its traceback; the exit status."""
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        if threading.current_thread() is threading.main_thread():  # signal's own rule
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         warm_up()
         data = _read_all(data_fd)
         if data:
