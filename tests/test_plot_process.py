@@ -1,9 +1,16 @@
 """The run's plots drawn by forked children: the same files as in process, failures
-raised in the parent, and a child that is sent nothing leaves at once."""
+raised in the parent, and a child that is sent nothing leaves at once.
+
+The forks run in a fresh Python process (``_fresh``), as train.py's are made: a test
+runner's process may hold TensorFlow's threads, and train.py forks only its own process
+(a library caller's ``train_in`` draws in process: ``plot_children=False``)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +29,7 @@ def _run_data():
     return history, values, preds, {"stateless": 1e-4, "stateful": 4e-4}
 
 
-def test_children_draw_the_same_files_as_in_process(tmp_path):
+def _same_files(tmp_path):
     history, values, preds, mses = _run_data()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -42,7 +49,7 @@ def test_children_draw_the_same_files_as_in_process(tmp_path):
     ]
 
 
-def test_a_failure_in_a_child_is_raised_by_wait(tmp_path):
+def _failure_raised(tmp_path):
     history, values, preds, mses = _run_data()
     with plots.plot_processes(GROUPS) as procs:
         for p in procs:
@@ -54,7 +61,7 @@ def test_a_failure_in_a_child_is_raised_by_wait(tmp_path):
     assert procs[1].returncode == 1  # reaped on the way out
 
 
-def test_children_sent_nothing_leave_at_once(tmp_path):
+def _sent_nothing(tmp_path):
     t = time.perf_counter()
     with plots.plot_processes(GROUPS) as procs:
         pass  # the run failed before its plots: nothing sent
@@ -84,3 +91,29 @@ def test_no_fork_draws_in_process(tmp_path, monkeypatch):
         "predictions.png",
     ]
     assert not plots._PARENT_ENDS
+
+
+def test_a_library_caller_draws_in_process(tmp_path):
+    with plots.plot_processes(GROUPS, fork=False) as procs:
+        assert all(isinstance(p, plots.InlinePlots) for p in procs)
+
+
+def _fresh(name: str, tmp_path: Path) -> None:
+    """Run ``name(tmp_path)`` of this module in a fresh Python process."""
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        f"import test_plot_process as t; t.{name}(Path(sys.argv[2]))"
+    )
+    here = str(Path(__file__).parent)
+    r = subprocess.run(
+        [sys.executable, "-c", code, here, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", ["_same_files", "_failure_raised", "_sent_nothing"])
+def test_forked_children(name, tmp_path):
+    _fresh(name, tmp_path)

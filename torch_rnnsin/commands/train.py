@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             from ..lesson.run import summary_table, train_in
 
         try:
-            metrics = train_in(cfg, out, init, ckpt)
+            metrics = train_in(cfg, out, init, ckpt, plot_children=True)
         except NonFiniteLossError as e:
             kept = out / CHECKPOINT
             kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""

@@ -283,14 +283,17 @@ class InlinePlots:
 
 @contextlib.contextmanager
 def plot_processes(
-    groups: Sequence[Sequence[str]],
+    groups: Sequence[Sequence[str]], fork: bool = True
 ) -> Iterator[list[PlotProcess | InlinePlots]]:
     """One ``PlotProcess`` a group of plots, closed on the way out whatever happens;
-    where the system refuses a fork (no memory, too many processes), the group is drawn
-    in this process."""
+    where the system refuses a fork (no memory, too many processes), or ``fork`` is
+    False, the group is drawn in this process."""
     procs: list[PlotProcess | InlinePlots] = []
     try:
         for which in groups:
+            if not fork:
+                procs.append(InlinePlots(which))
+                continue
             try:
                 procs.append(PlotProcess(which))
             except OSError:

@@ -104,13 +104,16 @@ def train_in(
     init_weights: list[np.ndarray] | None = None,
     ckpt: Path | None = None,
     progress: bool | None = None,
+    plot_children: bool = False,
 ) -> dict:
     """``train_run`` in a run folder the caller has opened (and holds the lock of).
 
-    The plots are drawn by two child processes forked here, which warm up on the idle
-    core while this one trains; the run waits for them, and a failure of theirs is the
-    run's."""
-    with plot_processes(PLOT_GROUPS) as plotters:
+    With ``plot_children`` (train.py's own process), the plots are drawn by two child
+    processes forked here, which warm up on the idle core while this one trains; the run
+    waits for them, and a failure of theirs is the run's. A library caller's process may
+    hold threads of its own (TensorFlow's, a test runner's) that make a fork unsafe: there
+    the plots are drawn in process, the same files."""
+    with plot_processes(PLOT_GROUPS, fork=plot_children) as plotters:
         return _train_in(cfg, out, init_weights, ckpt, progress, plotters)
 
 
