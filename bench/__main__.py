@@ -116,6 +116,12 @@ def main() -> None:
         "--no-full-study", action="store_true", help="time only `study --quick`, not the full grid"
     )
     p.add_argument("--no-check", action="store_true", help="leave out `port --check` (bench.check)")
+    p.add_argument(
+        "--only-reference",
+        action="store_true",
+        help="only the reference run's whole processes (the contenders table, `--help`); "
+        "the rest of the results file is kept",
+    )
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.md")
     args = p.parse_args()
     if args.quick:
@@ -140,6 +146,9 @@ def main() -> None:
                     file=sys.stderr,
                 )
             helps.append(run_timed([sys.executable, "train.py", "--help"])[0])
+        if args.only_reference:
+            write_reference_only(args, cmds, walls, peaks, helps)
+            return
         pred_cmd = [
             sys.executable,
             "-m",
@@ -175,41 +184,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    ref = statistics.median(walls["train.py (Lightning)"])
-    lines = [
-        f"# Benchmark: the reference run, {args.epochs} epochs, batch 600, seq_len 2",
-        "",
-        f"{datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, accelerator {args.accelerator}; whole processes "
-        f"(start-up, imports, data, training and, for train.py, its outputs), median of {args.rounds} alternating rounds.",
-        "",
-        "| contender | wall time (s) | peak memory (MiB) | time / train.py |",
-        "|---|---:|---:|---:|",
-    ]
-    for name in cmds:
-        med = statistics.median(walls[name])
-        lines.append(
-            f"| {name} | {med:.2f} | {statistics.median(peaks[name]):.0f} | {med / ref:.2f}x |"
-        )
-    lines += [
-        "",
-        f"- `train.py --help`: {statistics.median(helps):.2f} s (median of {len(helps)})",
-        f"- stateful prediction of the {pred['n_points']}-point test series, torch one pass: "
-        f"{pred['torch_stateful_s'] * 1000:.2f} ms (stateless: {pred['torch_stateless_s'] * 1000:.2f} ms)",
-    ]
-    if "keras_stateful_s" in pred:
-        lines.append(
-            f"- the same with Keras, `predict_on_batch` per step: {pred['keras_stateful_s'] * 1000:.0f} ms "
-            f"({pred['keras_stateful_s'] / pred['torch_stateful_s']:.0f}x torch); Keras stateless "
-            f"`predict`: {pred['keras_stateless_s'] * 1000:.1f} ms"
-        )
-    if "Keras fit" in cmds:
-        k = statistics.median(walls["Keras fit"])
-        plain = statistics.median(walls["plain PyTorch loop, hand gradients"])
-        lines.append(
-            f"- train.py is {k / ref:.1f}x faster than Keras fit and takes "
-            f"{ref / plain:.2f}x the plain PyTorch loop's time (same step, hand gradients)"
-        )
+    lines = reference_lines(args, cmds, walls, peaks, helps, pred)
     lines += [
         "",
         f"Per training step, batch {steps['batch']}, seq_len {steps['seq_len']}, hidden 1, "
@@ -250,6 +225,77 @@ def main() -> None:
         lines += ["", "## `port --check` of that model (`python -m bench.check`)", ""]
         lines += check_lines(check["table"], check["rounds"])
     text = "\n".join(lines) + "\n"
+    print(text)
+    args.results.write_text(text)
+
+
+def reference_lines(
+    args: argparse.Namespace,
+    cmds: dict[str, list[str]],
+    walls: dict[str, list[float]],
+    peaks: dict[str, list[float]],
+    helps: list[float],
+    pred: dict | None,
+) -> list[str]:
+    """The results' first section: the whole processes of the reference run."""
+    ref = statistics.median(walls["train.py (Lightning)"])
+    lines = [
+        f"# Benchmark: the reference run, {args.epochs} epochs, batch 600, seq_len 2",
+        "",
+        f"{datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, accelerator {args.accelerator}; whole processes "
+        f"(start-up, imports, data, training and, for train.py, its outputs), median of {args.rounds} alternating rounds; "
+        f"load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| contender | wall time (s) | peak memory (MiB) | time / train.py |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in cmds:
+        med = statistics.median(walls[name])
+        lines.append(
+            f"| {name} | {med:.2f} | {statistics.median(peaks[name]):.0f} | {med / ref:.2f}x |"
+        )
+    lines += ["", f"- `train.py --help`: {statistics.median(helps):.2f} s (median of {len(helps)})"]
+    if pred is not None:
+        lines.append(
+            f"- stateful prediction of the {pred['n_points']}-point test series, torch one pass: "
+            f"{pred['torch_stateful_s'] * 1000:.2f} ms (stateless: {pred['torch_stateless_s'] * 1000:.2f} ms)"
+        )
+    if pred is not None and "keras_stateful_s" in pred:
+        lines.append(
+            f"- the same with Keras, `predict_on_batch` per step: {pred['keras_stateful_s'] * 1000:.0f} ms "
+            f"({pred['keras_stateful_s'] / pred['torch_stateful_s']:.0f}x torch); Keras stateless "
+            f"`predict`: {pred['keras_stateless_s'] * 1000:.1f} ms"
+        )
+    if "Keras fit" in cmds:
+        k = statistics.median(walls["Keras fit"])
+        plain = statistics.median(walls["plain PyTorch loop, hand gradients"])
+        lines.append(
+            f"- train.py is {k / ref:.1f}x faster than Keras fit and takes "
+            f"{ref / plain:.2f}x the plain PyTorch loop's time (same step, hand gradients)"
+        )
+    return lines
+
+
+def write_reference_only(
+    args: argparse.Namespace,
+    cmds: dict[str, list[str]],
+    walls: dict[str, list[float]],
+    peaks: dict[str, list[float]],
+    helps: list[float],
+) -> None:
+    """``--only-reference``: the first section anew, the rest of the results file (from
+    the per-step table on) kept, with the prediction lines of the run that wrote it."""
+    lines = reference_lines(args, cmds, walls, peaks, helps, None)
+    old = args.results.read_text() if args.results.exists() else ""
+    kept = ("- stateful prediction", "- the same with Keras")
+    note = " (kept from the earlier run)"
+    kept_pred = [
+        ln if ln.endswith(note) else ln + note for ln in old.splitlines() if ln.startswith(kept)
+    ]
+    rest = old[old.index("Per training step") :] if "Per training step" in old else ""
+    below = "(This run: `--only-reference`; what follows is kept from the earlier full run.)"
+    text = "\n".join([*lines, *kept_pred, "", below, "", rest]).rstrip("\n") + "\n"
     print(text)
     args.results.write_text(text)
 

@@ -6,7 +6,10 @@ modes, write the run folder. Exit status: 0 done, 1 the loss became NaN/inf, 2 r
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..common.errors import Refused
@@ -39,6 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+@contextlib.contextmanager
+def frozen_imports() -> Iterator[None]:
+    """Heavy imports without the cyclic GC: torch's and Lightning's ~10^6 new objects
+    set off collections that find nothing to free. Then those objects are frozen, so
+    that the collections during training, and the one at exit, no longer walk them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def run(args: argparse.Namespace) -> int:
     typed = given(args)
     cfg = config_from(args)
@@ -50,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         )
     check_unused(cfg, typed)
     validate(cfg)  # bad settings answer before torch is imported
-    from ..lesson.preflight import CHECKPOINT, prepare, read_weights
+    with frozen_imports():
+        from ..lesson.preflight import CHECKPOINT, prepare, read_weights
 
     init = None
     if args.init_keras is not None:
@@ -58,11 +77,12 @@ def run(args: argparse.Namespace) -> int:
     ckpt = prepare(cfg, args.out, args.resume)
     out = args.out if args.out is not None else new_default_folder(Path("runs"))
     with open_run_folder(out, resume=ckpt is not None):  # before Lightning is imported
-        from ..lesson.lightning.lit_module import NonFiniteLossError
-        from ..lesson.run import summary_table, train_in
+        with frozen_imports():
+            from ..lesson.lightning.lit_module import NonFiniteLossError
+            from ..lesson.run import summary_table, train_in
 
         try:
-            metrics = train_in(cfg, out, init, ckpt)
+            metrics = train_in(cfg, out, init, ckpt, plot_children=True)
         except NonFiniteLossError as e:
             kept = out / CHECKPOINT
             kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""

@@ -29,9 +29,12 @@ from .lightning.callbacks import AtomicCheckpoint, EpochProgress
 from .lightning.datamodule import SineDataModule
 from .lightning.lit_module import SinRNNModule
 from .metrics import prediction_mse
-from .plots import plot_run
+from .plots import InlinePlots, PlotProcess, plot_processes
 from .predict import predict_stateful, predict_stateless
 from .preflight import CHECKPOINT, RUN_WEIGHTS
+
+# The plots each child draws: about the same time each (the predictions plot is the biggest).
+PLOT_GROUPS = (("predictions",), ("loss", "hidden"))
 
 
 def quiet_lightning() -> None:
@@ -101,8 +104,27 @@ def train_in(
     init_weights: list[np.ndarray] | None = None,
     ckpt: Path | None = None,
     progress: bool | None = None,
+    plot_children: bool = False,
 ) -> dict:
-    """``train_run`` in a run folder the caller has opened (and holds the lock of)."""
+    """``train_run`` in a run folder the caller has opened (and holds the lock of).
+
+    With ``plot_children`` (train.py's own process), the plots are drawn by two child
+    processes forked here, which warm up on the idle core while this one trains; the run
+    waits for them, and a failure of theirs is the run's. A library caller's process may
+    hold threads of its own (TensorFlow's, a test runner's) that make a fork unsafe: there
+    the plots are drawn in process, the same files."""
+    with plot_processes(PLOT_GROUPS, fork=plot_children) as plotters:
+        return _train_in(cfg, out, init_weights, ckpt, progress, plotters)
+
+
+def _train_in(
+    cfg: TrainConfig,
+    out: Path,
+    init_weights: list[np.ndarray] | None,
+    ckpt: Path | None,
+    progress: bool | None,
+    plotters: list[PlotProcess | InlinePlots],
+) -> dict:
     quiet_lightning()
     torch.set_num_threads(1)  # faster than 2 at this size (per-op overhead dominates)
     progress = sys.stderr.isatty() if progress is None else progress
@@ -153,10 +175,13 @@ def train_in(
         "seconds": round(seconds, 3),
         "config": cfg.to_dict(),
     }
+    for plotter in plotters:  # drawn while this process writes the rest
+        plotter.send(out, module.history, test, preds, mses)
     save_keras_weights(torch_to_keras(model), out / RUN_WEIGHTS)
     write_history(out / "history.csv", module.history)
     write_predictions(out / "predictions.csv", test, preds)
-    plot_run(out, module.history, test, preds, mses)
+    for plotter in plotters:
+        plotter.wait()
     write_json(out / "metrics.json", metrics)
     return metrics
 
