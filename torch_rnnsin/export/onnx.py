@@ -51,7 +51,7 @@ from ..common.atomic import atomic_path, check_new_file
 from ..common.errors import TOLERANCE, Refused, one_line
 from ..port.kinds.convlstm import ConvLSTM
 from ..port.kinds.recurrent import Cell, OwnRNN
-from ..port.model import TensorSpec
+from ..port.model import TensorSpec, check_finite_weights
 from . import DEFAULT_OPSET, OPSETS
 
 try:  # the 'onnx' extra: without it, require_onnx() refuses in one line
@@ -100,7 +100,7 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
     dtypes = sorted({str(p.dtype) for p in model.parameters()} - {"torch.float32"})
     if dtypes:
         raise Refused(f"model: parameters must be float32, got {dtypes}; use model.float()")
-    check_finite(model, str(path))
+    check_finite_weights(model, str(path))
     # The model itself, in eval mode for the export (no deep copy of its weights): the
     # caller's mode is restored after, and its weights are only read. The exporter sees
     # them as graph inputs (``weightless_graph``); the file is that graph, then each weight
@@ -174,16 +174,6 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
                 stacklevel=2,
             )
     return path
-
-
-def check_finite(model: nn.Module, what: str) -> None:
-    """``port.model.check_finite_weights`` without its copies: torch.isfinite allocates
-    |t| and three masks (1.75x each tensor); a min and max are NaN or inf iff some
-    element is."""
-    for name, t in model.state_dict().items():
-        floating = torch.is_tensor(t) and t.is_floating_point() and t.numel()
-        if floating and not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):
-            raise Refused(f"{what}: tensor {name!r} holds NaN or inf values; not written")
 
 
 # --- the file: the graph without its weights, then each weight appended -----------------
