@@ -97,3 +97,12 @@ NP_ACTIVATIONS = {
     "gelu": np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2)))),
     "exponential": np.exp,
 }
+
+
+def one_error_line(err: str) -> str:
+    """A CLI's stderr: exactly one line, "error: ...", no traceback; returns it."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from port_helpers import keras_arrays, layer, sequential
+from port_helpers import keras_arrays, layer, one_error_line, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
 from torch_rnnsin.cli import main
@@ -36,14 +36,6 @@ def keras_file(tmp_path):
     path = tmp_path / "m.keras"
     save_keras_model(build_model(cfg, weights), path)
     return path
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_port_converts_every_way_exactly(keras_file, tmp_path, capsys):

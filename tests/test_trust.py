@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from kcache import needs_keras
-from port_helpers import keras_arrays, layer, sequential
+from port_helpers import keras_arrays, layer, one_error_line, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
 from torch_rnnsin.common import atomic
@@ -43,14 +43,6 @@ def finish(p: subprocess.Popen) -> tuple[int, str, str]:
     out, err = p.communicate(timeout=300)
     decode = lambda b: (b or b"").decode("utf-8", "backslashreplace")  # noqa: E731
     return p.returncode, decode(out), decode(err)
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def ported(seed: int = 0):
