@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+
+from .timing import median_per_call
 
 
 def _median_ms(fn, repeats: int, inner: int) -> float:
-    for _ in range(inner):
-        fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t) / inner * 1e3)
-    return statistics.median(times)
+    return median_per_call(fn, repeats, inner) * 1e3
 
 
 def main() -> None:

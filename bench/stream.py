@@ -23,8 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from .timing import median_per_call
 
 KINDS = ("LSTM", "GRU")
 F, H, LAYERS = 32, 256, 2
@@ -33,15 +34,7 @@ CONTENDERS = ("torch", "onnxruntime", "keras")
 
 
 def _median_us(fn, repeats: int, inner: int) -> float:
-    for _ in range(inner):
-        fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t) / inner * 1e6)
-    return statistics.median(times)
+    return median_per_call(fn, repeats, inner) * 1e6
 
 
 def prepare(folder: Path) -> None:
