@@ -84,6 +84,18 @@ def shown(cell) -> list[tuple[str, str]]:
                 out.append(("text/plain", data.get("text/plain", "")))
         else:
             out.append((o.output_type, o.get("evalue", "")))
+    return merged(out)
+
+
+def merged(outs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Consecutive printed text of one stream as one output: the kernel sends a cell's
+    prints in as many messages as its flushes happened to cut them into."""
+    out: list[tuple[str, str]] = []
+    for kind, text in outs:
+        if out and kind.startswith("stream:") and out[-1][0] == kind:
+            out[-1] = (kind, out[-1][1] + text)
+        else:
+            out.append((kind, text))
     return out
 
 
@@ -180,8 +192,8 @@ def test_fresh_execution_reproduces_the_committed_outputs(nb_tools, kr):
     for i, (c, f) in enumerate(zip(committed.cells, fresh.cells, strict=True)):
         if c.cell_type != "code":
             continue
-        want = [o for o in shown(c) if o[0] != "stream:stderr"]
-        got = [o for o in shown(f) if o[0] != "stream:stderr"]
+        want = merged([o for o in shown(c) if o[0] != "stream:stderr"])
+        got = merged([o for o in shown(f) if o[0] != "stream:stderr"])
         assert [k for k, _ in got] == [k for k, _ in want], (
             f"cell {i} now shows {[k for k, _ in got]}, committed {[k for k, _ in want]}; "
             "run `make notebook`"
