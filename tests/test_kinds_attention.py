@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from port_helpers import keras_predict
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
@@ -48,7 +49,7 @@ def front(mod, masked: bool):
 def check(mod, tmp_path, inp, y, x, seed=0) -> None:
     model = mod.Model(inp, y)
     randomize(model, seed)
-    want = np.asarray(model.predict(x, verbose=0))
+    want = np.asarray(keras_predict(model, x))
     path = tmp_path / ("m.keras" if mod.__name__ == "keras" else "m.h5")
     model.save(path)
     ported = load_keras_model(path)
@@ -58,7 +59,7 @@ def check(mod, tmp_path, inp, y, x, seed=0) -> None:
     if mod.__name__ == "keras":
         back = save_keras_model(ported, tmp_path / "back.keras")
         again = mod.models.load_model(back)
-        close(np.asarray(again.predict(x, verbose=0)), want)
+        close(np.asarray(keras_predict(again, x)), want)
 
 
 def attention_cases(mod):
@@ -115,7 +116,7 @@ def test_attention_keras3_masks(keras3, tmp_path, case):
     randomize(model, 1)
     m = np.ones((3, T), dtype=bool)
     m[0, 4:], m[1, :2] = False, False
-    want = np.asarray(model.predict([x, m], verbose=0))
+    want = np.asarray(keras_predict(model, [x, m]))
     model.save(tmp_path / "m.keras")
     ported = load_keras_model(tmp_path / "m.keras")
     with torch.no_grad():
@@ -142,7 +143,7 @@ def test_attention_mask_argument(keras3, tmp_path):
     randomize(model, 3)
     m = np.random.default_rng(0).random((3, T, T)) > 0.4
     m[:, :, 0] = True  # every query sees something
-    want = np.asarray(model.predict([x, m], verbose=0))
+    want = np.asarray(keras_predict(model, [x, m]))
     model.save(tmp_path / "m.keras")
     ported = load_keras_model(tmp_path / "m.keras")
     with torch.no_grad():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import needs_keras
+from port_helpers import keras_predict
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.kinds.base import Layer, Spec, build
@@ -47,7 +48,8 @@ def cross_check(mod, tmp_path, shape, layers, seed=0, x=None, round_trip=True):
     randomize(model, seed)
     if x is None:
         x = np.random.default_rng(seed + 1).normal(size=(2, *shape)).astype(np.float32)
-    want = np.asarray(model.predict(x, verbose=0))
+    eager = not any(getattr(lyr, "data_format", "") == "channels_first" for lyr in layers)
+    want = np.asarray(keras_predict(model, x, eager))  # see keras_predict's channels_first
     path = tmp_path / ("m.keras" if mod.__name__ == "keras" else "m.h5")
     model.save(path)
     ported = load_keras_model(path)
@@ -57,7 +59,7 @@ def cross_check(mod, tmp_path, shape, layers, seed=0, x=None, round_trip=True):
         import keras
 
         again = keras.models.load_model(back)
-        close(np.asarray(again.predict(x, verbose=0)), want)
+        close(np.asarray(keras_predict(again, x, eager)), want)
     return ported
 
 
@@ -112,7 +114,7 @@ def test_global_pool1d(K, tmp_path, keepdims):
     randomize(model)
     x = np.random.default_rng(1).normal(size=(2, 7, 3)).astype(np.float32)
     path = tmp_path / ("m.keras" if K.__name__ == "keras" else "m.h5")
-    wants = model.predict(x, verbose=0)
+    wants = keras_predict(model, x)
     model.save(path)
     with torch.no_grad():
         gots = load_keras_model(path)(torch.from_numpy(x))
@@ -310,4 +312,4 @@ def test_onnx_any_length(keras3, tmp_path):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     for T in (5, 8, 11):
         x = np.random.default_rng(T).normal(size=(2, T, 2)).astype(np.float32)
-        close(session.run(None, {"x": x})[0], np.asarray(model.predict(x, verbose=0)))
+        close(session.run(None, {"x": x})[0], np.asarray(keras_predict(model, x)))

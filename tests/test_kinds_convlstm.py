@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from port_helpers import keras_predict
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
@@ -32,7 +33,7 @@ def port_and_compare(mod, tmp_path, model, xs: list[np.ndarray], seed: int = 4):
     model.set_weights(
         [rng.uniform(-0.8, 0.8, size=w.shape).astype(np.float32) for w in model.get_weights()]
     )
-    want = as_list(model.predict(xs, verbose=0))
+    want = as_list(keras_predict(model, xs))
     path = tmp_path / ("m.keras" if mod.__name__ == "keras" else "m.h5")
     model.save(path)
     ported = load_keras_model(path)
@@ -43,7 +44,7 @@ def port_and_compare(mod, tmp_path, model, xs: list[np.ndarray], seed: int = 4):
         close(g.numpy() if isinstance(g, torch.Tensor) else g, w)
     if mod.__name__ == "keras":
         again = mod.models.load_model(save_keras_model(ported, tmp_path / "back.keras"))
-        for g, w in zip(as_list(again.predict(xs, verbose=0)), want, strict=True):
+        for g, w in zip(as_list(keras_predict(again, xs)), want, strict=True):
             close(g, w)
     return ported
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import needs_keras
-from port_helpers import layer, sequential
+from port_helpers import keras_predict, layer, sequential
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.kinds.activations import KERAS2, KERAS3
@@ -44,7 +44,7 @@ def check(K, tmp_path, inputs, outputs, xs, round_trip=True, labels=None):
     m = K.Model(inputs, outputs)
     randomize(m)
     xs = xs[0] if len(xs) == 1 else xs
-    want = m.predict(xs, verbose=0)
+    want = keras_predict(m, xs)
     v2 = K.__name__ == "tf_keras"
     path = tmp_path / ("m.h5" if v2 else "m.keras")
     m.save(path)
@@ -60,7 +60,7 @@ def check(K, tmp_path, inputs, outputs, xs, round_trip=True, labels=None):
         import keras
 
         save_keras_model(ported, tmp_path / "back.keras")
-        back = keras.saving.load_model(tmp_path / "back.keras").predict(xs, verbose=0)
+        back = keras_predict(keras.saving.load_model(tmp_path / "back.keras"), xs)
         back = back if isinstance(back, list) else [back]
         for b, w, label in zip(back, wants, labels, strict=True):
             close(b, w, f"back: {label}")

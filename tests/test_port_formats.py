@@ -22,6 +22,7 @@ import kcache
 import numpy as np
 import pytest
 from conftest import ROOT
+from port_helpers import keras_predict
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.io import (
@@ -276,15 +277,15 @@ def test_write_keras_loads_in_keras(k3, keras3, tmp_path, name):
     write_keras(tmp_path / "back.keras", kf.config, kf.weights)
     write_keras(tmp_path / "back.weights.h5", kf.config, kf.weights)
     x = np.random.default_rng(7).uniform(-1, 1, (3, *model.input_shape[1:])).astype(np.float32)
-    want = model.predict(x, verbose=0)
+    want = keras_predict(model, x)
 
     loaded = keras3.saving.load_model(tmp_path / "back.keras")
     assert_same_weights(per_layer(loaded), per_layer(model))
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(keras_predict(loaded, x), want, rtol=0, atol=1e-6)
 
     fresh = keras3.models.clone_model(model)  # fresh random weights
     fresh.load_weights(tmp_path / "back.weights.h5")
-    np.testing.assert_allclose(fresh.predict(x, verbose=0), want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(keras_predict(fresh, x), want, rtol=0, atol=1e-6)
 
     def datasets(path):
         with h5py.File(path) as h5:

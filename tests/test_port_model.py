@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from port_helpers import keras_arrays, layer, np_recurrent, sequential
+from port_helpers import keras_arrays, keras_predict, layer, np_recurrent, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
 from torch_rnnsin.port.model import build_model
@@ -173,7 +173,7 @@ def test_against_keras_and_back(keras3, tmp_path, which):
     m = keras.Sequential([keras.Input((7, F)), *keras_layers(keras)[which]])
     m.set_weights([rng.uniform(-0.8, 0.8, w.shape).astype(np.float32) for w in m.get_weights()])
     x = rng.normal(size=(3, 7, F)).astype(np.float32)
-    want = m.predict(x, verbose=0)
+    want = keras_predict(m, x)
     m.save(tmp_path / "m.keras")
     model = load_keras_model(tmp_path / "m.keras")
     with torch.no_grad():
@@ -181,11 +181,11 @@ def test_against_keras_and_back(keras3, tmp_path, which):
     assert np.abs(got - want).max() <= 1e-5
     save_keras_model(model, tmp_path / "back.keras")
     back = keras.saving.load_model(tmp_path / "back.keras")
-    assert np.abs(back.predict(x, verbose=0) - want).max() <= 1e-5
+    assert np.abs(keras_predict(back, x) - want).max() <= 1e-5
     save_keras_model(model, tmp_path / "back.weights.h5")
     m2 = keras.models.model_from_json(json.dumps(model.keras_config()))
     m2.load_weights(tmp_path / "back.weights.h5")
-    assert np.abs(m2.predict(x, verbose=0) - want).max() <= 1e-5
+    assert np.abs(keras_predict(m2, x) - want).max() <= 1e-5
 
 
 @st.composite

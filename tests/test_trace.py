@@ -7,6 +7,7 @@ import pytest
 import torch
 import trace_models as tm
 from conftest import needs_keras
+from port_helpers import keras_predict
 from torch import nn
 
 from torch_rnnsin.common.errors import Refused
@@ -53,7 +54,7 @@ def check_keras(keras, module, inputs: tuple, path, keras2: bool = False) -> lis
     ins = sig.keras_inputs(*inputs)
     with torch.no_grad():
         want = sig.keras_outputs(module(*inputs))
-    got = as_list(keras.models.load_model(path).predict(ins if len(ins) > 1 else ins[0], verbose=0))
+    got = as_list(keras_predict(keras.models.load_model(path), ins if len(ins) > 1 else ins[0]))
     assert [g.shape for g in got] == [w.shape for w in want]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, **TOL)
@@ -130,8 +131,8 @@ def test_language_model_streams_in_keras(keras3, tmp_path):
     zeros = torch.zeros(2, 2, 7)
     sig = save_torch_as_keras(module, tmp_path / "lm.keras", (tokens[:, :5], zeros, zeros))
     model = keras3.models.load_model(tmp_path / "lm.keras")
-    y1, h1a, h1b, c1a, c1b = model.predict(sig.keras_inputs(tokens[:, :5], zeros, zeros), verbose=0)
-    y2 = model.predict([tokens[:, 5:].numpy(), h1a, h1b, c1a, c1b], verbose=0)[0]
+    y1, h1a, h1b, c1a, c1b = keras_predict(model, sig.keras_inputs(tokens[:, :5], zeros, zeros))
+    y2 = keras_predict(model, [tokens[:, 5:].numpy(), h1a, h1b, c1a, c1b])[0]
     with torch.no_grad():
         want = module(tokens, zeros, zeros)[0].numpy()
     np.testing.assert_allclose(np.concatenate([y1, y2], axis=1), want, **TOL)
@@ -162,7 +163,7 @@ def test_keras_takes_other_lengths(keras3, tmp_path):
     module = tm.Recurrent(nn.GRU(3, 4, num_layers=2, batch_first=True)).eval()
     sig = save_torch_as_keras(module, tmp_path / "g.keras", (torch.randn(2, 4, 3),))
     x = torch.randn(2, 11, 3)
-    got = as_list(keras3.models.load_model(tmp_path / "g.keras").predict(x.numpy(), verbose=0))
+    got = as_list(keras_predict(keras3.models.load_model(tmp_path / "g.keras"), x.numpy()))
     with torch.no_grad():
         want = sig.keras_outputs(module(x))
     for g, w in zip(got, want, strict=True):
@@ -190,9 +191,7 @@ def test_sinrnn_weights_h5(keras3, tmp_path):
     for w in k.weights:
         w.assign(np.zeros(w.shape, "float32"))
     k.load_weights(tmp_path / "s.weights.h5")
-    np.testing.assert_allclose(
-        k.predict(x.numpy(), verbose=0)[0], model(x)[0].detach().numpy(), **TOL
-    )
+    np.testing.assert_allclose(keras_predict(k, x.numpy())[0], model(x)[0].detach().numpy(), **TOL)
 
 
 def test_sinrnn_round_trip_through_porter(tmp_path):
