@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_server
 import kcache
 import numpy as np
 import pytest
@@ -29,6 +29,7 @@ def keras_worker(tmp_path_factory):
     os.environ["RNNSIN_KERAS_CMD"] = kcache.serve_checks()
     yield
     kcache.stop()
+    cli_server.stop()
     if old is None:
         os.environ.pop("RNNSIN_KERAS_CMD", None)
     else:
@@ -57,13 +58,15 @@ def random_keras_weights(hidden: int, seed: int, scale: float = 0.8) -> list[np.
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
+    """``python train.py ARGS`` (captured, text), run by tests/cli_server.py's forked child."""
+    return cli_server.run([str(ROOT / "train.py"), *args], cwd, timeout)
+
+
+def run_module(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m torch_rnnsin ARGS`` (captured, text), run by tests/cli_server.py."""
+    return cli_server.run(["-m", "torch_rnnsin", *args], cwd, timeout)
 
 
 SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]

@@ -4,7 +4,6 @@ accepts, every output judged relative to its size, the Keras side started once p
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_module
 from kcache import keras_case
 
 from torch_rnnsin.common.errors import TOLERANCE, Refused
@@ -171,13 +171,7 @@ model = keras.Sequential([keras.Input((None, 3)), layers.LSTM(5, return_sequence
 
 
 def port(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "torch_rnnsin", "port", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's package
-    )
+    return run_module("port", *args, cwd=cwd)
 
 
 @pytest.mark.keras

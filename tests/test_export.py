@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import random_keras_weights
+from conftest import random_keras_weights, run_module
 from port_helpers import keras_predict
 from torch import nn
 
@@ -517,12 +517,7 @@ def test_ported_model_onnx_chunks_equal_keras_stateful(name, keras_onnx, ort):
 
 
 def export_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "torch_rnnsin", "export", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("export", *args, timeout=120)
 
 
 @pytest.mark.keras

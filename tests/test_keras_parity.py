@@ -181,35 +181,24 @@ def test_keras_ref_reads_back_every_setting_compare_hands_it(kr):
 
 def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     import json
-    import subprocess
-    import sys
 
-    from conftest import ROOT
+    from conftest import run_cli, run_module
 
     out = tmp_path / "cmp"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch_rnnsin",
-            "compare",
-            "--cycles",
-            "40",
-            "--epochs",
-            "5",
-            "--hidden",
-            "2",
-            "--noise",
-            "0.2",
-            "--lr",
-            "0.01",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+    r = run_module(
+        "compare",
+        "--cycles",
+        "40",
+        "--epochs",
+        "5",
+        "--hidden",
+        "2",
+        "--noise",
+        "0.2",
+        "--lr",
+        "0.01",
+        "--out",
+        str(out),
     )
     assert r.returncode == 0, r.stderr
     assert "Keras vs torch" in r.stdout
@@ -235,24 +224,16 @@ def test_compare_command_trains_keras_and_agrees(kr, tmp_path):
     km = kr.define_model(3, hidden=2)
     km.set_weights(random_keras_weights(2, seed=8))
     km.save(tmp_path / "given.keras")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "--keras",
-            "--keras-model",
-            str(tmp_path / "given.keras"),
-            "--seq-len",
-            "3",
-            "--cycles",
-            "40",
-            "--out",
-            str(tmp_path / "cmp2"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+    r = run_cli(
+        "--keras",
+        "--keras-model",
+        str(tmp_path / "given.keras"),
+        "--seq-len",
+        "3",
+        "--cycles",
+        "40",
+        "--out",
+        str(tmp_path / "cmp2"),
     )
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "cmp2" / "compare.json").read_text())

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_module
 from port_helpers import keras_arrays, layer, one_error_line, sequential
 
 from torch_rnnsin import load_keras_model, save_keras_model
@@ -113,12 +112,7 @@ def test_check_without_keras_is_refused_before_writing(keras_file, tmp_path, cap
 def test_cli_process_unsupported_model_exit_2(tmp_path):
     cfg = sequential(2, layer("LSTM", "lstm", units=2, recurrent_activation="mine"))
     formats.write_keras(tmp_path / "hs.keras", cfg, {})
-    r = subprocess.run(
-        [sys.executable, "-m", "torch_rnnsin", "port", str(tmp_path / "hs.keras"), "o.pt"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    r = run_module("port", str(tmp_path / "hs.keras"), "o.pt", cwd=tmp_path)
     assert r.returncode == 2
     line = one_error_line(r.stderr)
     assert "LSTM 'lstm': recurrent_activation='mine' is not supported" in line
@@ -131,12 +125,7 @@ def test_cli_process_unsupported_model_exit_2(tmp_path):
 @pytest.mark.keras
 def test_check_against_keras_exit_0_per_layer_table(keras_models, tmp_path):
     src, _ = keras_models.cases["stack_seq"].source("k2_h5")  # Keras 2 file, tf_keras runs it
-    r = subprocess.run(
-        [sys.executable, "-m", "torch_rnnsin", "port", str(src), "o.keras", "--check"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    r = run_module("port", str(src), "o.keras", "--check", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = dict(line.rsplit(maxsplit=1) for line in r.stdout.splitlines()[1:5])
     assert [k.split()[0] for k in rows] == ["LSTM", "GRU", "Dense", "two"], r.stdout

@@ -7,16 +7,14 @@ everything else is refused, by the API and by the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import run_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras_factory import (
@@ -339,14 +337,7 @@ def test_refused_by_api(keras_models, name):
 
 
 def run_port_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "torch_rnnsin", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
-    )
+    return run_module(*args, timeout=timeout)
 
 
 def cli_error_line(r: subprocess.CompletedProcess) -> str:
