@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,3 +188,34 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path, monk
     assert call([*TINY, "--out", str(out)]) == 0
     assert (out / "metrics.json").exists()
     assert call([*TINY, "--out", str(out)]) == 2  # now it holds a run
+
+
+KILLED_WITH_A_CHILD = """
+import os, sys, time
+from pathlib import Path
+from torch_rnnsin.common.runfolder import open_run_folder
+with open_run_folder(Path(sys.argv[1])):
+    if os.fork() == 0:  # a plot process: still drawing when its run is killed
+        time.sleep(60)
+        os._exit(0)
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_lock_ends_with_a_killed_run_not_with_its_children(tmp_path):
+    """kill -9 then --resume at once: train.py's plot processes may still be drawing."""
+    out = tmp_path / "run"
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED_WITH_A_CHILD, str(out)], stdout=subprocess.PIPE, text=True
+    ) as run:
+        assert run.stdout.readline() == "ready\n"
+        kids = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+        assert len(kids) == 1
+        run.kill()
+    try:
+        os.kill(int(kids[0]), 0)  # the child lives on, its copy of the lock descriptor closed
+        with runfolder.open_run_folder(out, resume=True):
+            pass
+    finally:
+        os.kill(int(kids[0]), signal.SIGKILL)

@@ -3,7 +3,9 @@
 ``--out`` must be a new folder, an empty one, or a run folder of ours (one
 holding ``.torch_rnnsin/run.json``, written when the run starts). While a run
 writes a folder it holds an exclusive ``flock`` on ``.torch_rnnsin/lock``; a
-second process is refused, naming the first one's pid. Default folders,
+second process is refused, naming the first one's pid. A child forked while the lock is
+held (train.py's plot processes) closes its copy: the lock ends with the run's process,
+even when it is killed and a child is still drawing. Default folders,
 ``runs/<timestamp>``, are created with ``mkdir`` (never checked, then created):
 two runs started in the same second get ``runs/<stamp>`` and ``runs/<stamp>-2``.
 """
@@ -24,6 +26,17 @@ from .errors import Refused
 MARKER = "run.json"
 LOCK = "lock"
 NAME_MAX, PATH_MAX = 255, 4096  # bytes: Linux's limits for a name and a whole path
+_HELD: set[int] = set()  # lock descriptors of this process's open run folders
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:  # the flock is the open file's: a child's copy would keep it held
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -161,6 +174,7 @@ def open_run_folder(
                 f"{flag} {out}: {_lock_holder(private / LOCK)} is writing this run folder; "
                 "wait for it to finish or choose another folder"
             ) from None
+        _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         check_out_contents(out, resume, flag)  # again, now that no one else can write here
@@ -172,6 +186,7 @@ def open_run_folder(
         remove_stale_temps(out)  # left by a killed run of this folder
     except BaseException:
         if fd is not None:
+            _HELD.discard(fd)
             os.close(fd)
         if new_private:
             for name in (MARKER, LOCK):
@@ -186,5 +201,6 @@ def open_run_folder(
     try:
         yield out
     finally:
+        _HELD.discard(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
