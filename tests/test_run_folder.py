@@ -196,9 +196,9 @@ from pathlib import Path
 from torch_rnnsin.common.runfolder import open_run_folder
 with open_run_folder(Path(sys.argv[1])):
     if os.fork() == 0:  # a plot process: still drawing when its run is killed
+        print("ready", flush=True)  # after the fork's handlers ran, in this child
         time.sleep(60)
         os._exit(0)
-    print("ready", flush=True)
     time.sleep(60)
 """
 
