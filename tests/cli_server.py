@@ -66,13 +66,14 @@ class Server:
         self.path = os.path.join(self.dir, "s")
         fd, self.log = tempfile.mkstemp(prefix="cli-server-", suffix=".log")
         path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a user's stdio
         self.proc = subprocess.Popen(
             [sys.executable, __file__, self.path],
             stdin=subprocess.DEVNULL,
             stdout=fd,
             stderr=fd,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": path},  # this checkout's package first
+            env={**env, "PYTHONPATH": path},  # this checkout's package first
         )
         os.close(fd)
         while not os.path.exists(self.path):  # the server binds after its imports
@@ -98,15 +99,27 @@ _SERVER = Server()
 
 
 def run(
-    argv: list[str], cwd: Path | str | None = None, timeout: float = 300
+    argv: list[str],
+    cwd: Path | str | None = None,
+    timeout: float = 300,
+    stdout: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """``subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=cwd,
     timeout=timeout)``, served by a forked child. ``argv``: ``[".../train.py", ARGS...]``
-    or ``["-m", "torch_rnnsin", ARGS...]``."""
+    or ``["-m", "torch_rnnsin", ARGS...]``. ``stdout``: a descriptor to write to instead
+    (then ``.stdout`` is empty); ``env``: the child's environment (default: this one)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    if stdout is not None:  # the pipe stays, unused: its end is read as empty
+        os.close(out_w)
+        out_w = os.dup(stdout)
     null = os.open(os.devnull, os.O_RDONLY)
-    req = {"argv": list(argv), "cwd": str(cwd or ROOT), "env": dict(os.environ)}
+    req = {
+        "argv": list(argv),
+        "cwd": str(cwd or ROOT),
+        "env": dict(os.environ if env is None else env),
+    }
     with _SERVER.connect() as s:
         socket.send_fds(s, [(json.dumps(req) + "\n").encode()], [null, out_w, err_w])
         for fd in (null, out_w, err_w):

@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import cli_server
 import h5py
 import numpy as np
 import pytest
@@ -37,6 +38,14 @@ def cli(*args: str, cwd: Path, stdout=subprocess.PIPE, **env: str) -> subprocess
         stdout=stdout,
         stderr=subprocess.PIPE,
     )
+
+
+def forked(*args: str, cwd: Path, stdout: int | None = None) -> tuple[int, str, str]:
+    """``python -m torch_rnnsin ARGS``, run to its end by tests/cli_server.py (the tests of
+    racing processes and of a strict stdout start real ones, ``cli``)."""
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    r = cli_server.run(["-m", "torch_rnnsin", *args], cwd, stdout=stdout, env=environ)
+    return r.returncode, r.stdout, r.stderr
 
 
 def finish(p: subprocess.Popen) -> tuple[int, str, str]:
@@ -116,7 +125,7 @@ def test_report_to_dev_full_exit_2_and_no_out(tmp_path, command, ort):
     save_keras_model(ported(), tmp_path / "m.keras")
     out = "o.pt" if command == "port" else "o.onnx"
     with open("/dev/full", "w") as full:
-        code, _, err = finish(cli(command, "m.keras", out, cwd=tmp_path, stdout=full))
+        code, _, err = forked(command, "m.keras", out, cwd=tmp_path, stdout=full.fileno())
     assert code == 2, err
     line = one_error_line(err)
     assert "cannot write" in line, line
@@ -224,7 +233,7 @@ def test_port_check_of_a_file_named_like_a_flag(tmp_path):
         "o2.pt": ["port", "./-m.keras", "o2.pt", "--check"],
     }
     for out, args in runs.items():
-        code, stdout, err = finish(cli(*args, cwd=tmp_path))
+        code, stdout, err = forked(*args, cwd=tmp_path)
         assert code == 0, err[-2000:]
         assert "within the tolerance" in stdout, stdout
         assert f"wrote {out}" in stdout, stdout
@@ -274,7 +283,7 @@ def deep_keras(path: Path, depth: int, how: str) -> Path:
 )
 def test_export_of_a_deeply_nested_config_one_line(tmp_path, depth, how, said, ort):
     deep_keras(tmp_path / "deep.keras", depth, how)
-    code, _, err = finish(cli("export", "deep.keras", "o.onnx", cwd=tmp_path))
+    code, _, err = forked("export", "deep.keras", "o.onnx", cwd=tmp_path)
     assert code == 2, err[-2000:]
     line = one_error_line(err)
     assert said in line, line
