@@ -234,7 +234,8 @@ def predict(folder: Path) -> None:
     for path in sorted(folder.glob("*.keras")):
         with np.load(path.with_suffix(".npz")) as z:
             xs = [z[f"x{i}"] for i in range(len([k for k in z.files if k.startswith("x")]))]
-        keras.backend.clear_session()  # each file as a user loads it: in a fresh session
+        # each file as a user loads it, in a fresh session (without its gc.collect: 0.2 s)
+        keras.backend.clear_session(free_memory=False)
         try:
             model = keras.models.load_model(path)
             y = predict_all(model, xs, layers=False)[0]
