@@ -1,4 +1,5 @@
-"""Keras's own answers for the tests, from ONE warm Keras process per API, cached on disk.
+"""Keras's own answers for the tests, from ONE warm Keras process per API for the whole
+session (shared by the xdist workers), cached on disk.
 
 Write a cross-check test like this::
 
@@ -41,8 +42,8 @@ The same workers serve ``port --check`` in CLI subprocesses (``serve_checks`` se
 ``RNNSIN_KERAS_CMD`` to ``tests/keras_client.py``) and run whole Keras scripts
 (``run_script``: tests/keras_factory.py and the file-format tests' builders).
 
-Run as ``python tests/kcache.py worker k3|k2``: a worker (one JSON request per stdin line,
-one JSON reply per stdout line).
+Run as ``python tests/kcache.py worker k3|k2 SOCKET``: a worker shared by the session's
+pytest workers (one JSON request per line from each client, one JSON reply per line back).
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ import importlib.util
 import io
 import json
 import os
+import queue
 import runpy
+import socket
 import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,46 +264,72 @@ class Job:
 
 
 class Worker:
-    """One Keras process (``python tests/kcache.py worker API``), started on first use."""
+    """One Keras process (``python tests/kcache.py worker API SOCKET``) shared by the
+    session's pytest workers: the first to need it starts it, each connects to its socket
+    in the shared cache folder, and it exits when the last one has disconnected."""
 
     def __init__(self, api: str) -> None:
-        self.api, self.proc, self.lock = api, None, threading.Lock()
+        self.api, self.conn, self.proc, self.lock = api, None, None, threading.Lock()
         self.sent = self.received = 0
         self.replies: dict[int, dict] = {}
 
-    def _start(self) -> None:
-        fd, self.log = tempfile.mkstemp(prefix=f"kcache-{self.api}-", suffix=".log")
-        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    def _connect(self) -> None:
+        """Connect to the running worker, or start it; under a lock the worker also takes
+        before it exits, and held until the worker has counted this client."""
+        path = str(cache_dir() / f"worker-{self.api}.sock")
+        self.log = str(cache_dir() / f"worker-{self.api}.log")
+        with FileLock(path + ".lock"):
+            self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.conn.connect(path)
+            except (FileNotFoundError, ConnectionRefusedError):  # none, or a killed one's
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                self._start(path)
+                self.conn.connect(path)
+            self.lines = self.conn.makefile("r")
+            if self.lines.readline() != "counted\n":
+                raise RuntimeError(
+                    f"the Keras worker ({self.api}) refused a client:\n{self.tail()}"
+                )
+
+    def _start(self, path: str) -> None:
+        pypath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        env["PYTHONPATH"] = path  # this checkout's packages first
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "worker", self.api],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=fd,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        os.close(fd)
+        env["PYTHONPATH"] = pypath  # this checkout's packages first
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, __file__, "worker", self.api, path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env=env,
+            )
+        while not os.path.exists(path):  # it binds after importing Keras
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the Keras worker ({self.api}) died:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return Path(self.log).read_text()[-3000:]
+        return ""
 
     def submit(self, request: dict) -> Job:
         with self.lock:
-            if self.proc is None:
-                self._start()
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
+            if self.conn is None:
+                self._connect()
+            self.conn.sendall((json.dumps(request) + "\n").encode())
             self.sent += 1
             return Job(self, self.sent - 1)
 
     def reply(self, n: int) -> dict:
         with self.lock:
             while n not in self.replies:
-                line = self.proc.stdout.readline()
+                line = self.lines.readline()
                 if not line:
-                    self.proc.wait()
-                    tail = Path(self.log).read_text()[-3000:]
-                    raise RuntimeError(f"the Keras worker ({self.api}) died:\n{tail}")
+                    raise RuntimeError(f"the Keras worker ({self.api}) died:\n{self.tail()}")
                 self.replies[self.received] = json.loads(line)
                 self.received += 1
             return self.replies.pop(n)
@@ -310,10 +340,15 @@ class Worker:
         return job.reply
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()
+        """Disconnect; the one that started the worker waits for it to end (when the other
+        pytest workers have disconnected too)."""
+        if self.conn is not None:
+            self.lines.close()
+            self.conn.close()
+            self.conn = None
+        if self.proc is not None:
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=900)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -501,32 +536,66 @@ def _script(req: dict) -> dict:
     return {"ok": True}
 
 
-def worker(api: str) -> None:
-    """Serve requests until stdin closes. Anything printed goes to stderr (the log)."""
+def _answer(K, req: dict) -> dict:
+    try:
+        if req["op"] == "case":
+            build_case(K, req)
+            return {"ok": True}
+        if req["op"] == "check":
+            return _check(req)
+        fresh_names(K)  # layer names as in a fresh process
+        return _script(req)
+    except BaseException:
+        return {"ok": False, "error": traceback.format_exc()[-4000:]}
+
+
+def worker(api: str, path: str) -> None:
+    """Serve every client of ``path`` (the pytest workers), one request at a time in this
+    thread (Keras's global state is not for threads), until the last client has left.
+    Anything printed goes to the log."""
     from keras_ref.loading import keras_module
 
-    replies = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
     K = keras_module(api)
-    for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            if req["op"] == "case":
-                build_case(K, req)
-                reply = {"ok": True}
-            elif req["op"] == "check":
-                reply = _check(req)
-            else:
-                fresh_names(K)  # layer names as in a fresh process
-                reply = _script(req)
-        except BaseException:
-            reply = {"ok": False, "error": traceback.format_exc()[-4000:]}
-        replies.write(json.dumps(reply) + "\n")
-        replies.flush()
+    requests: queue.Queue = queue.Queue()
+    clients = [0]
+    count = threading.Lock()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path + ".tmp")
+    listener.listen(8)
+
+    def read(conn: socket.socket) -> None:
+        for line in conn.makefile("r"):
+            requests.put((conn, json.loads(line)))
+        requests.put((conn, None))
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            with count:
+                clients[0] += 1
+            conn.sendall(b"counted\n")
+            threading.Thread(target=read, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    os.rename(path + ".tmp", path)  # clients wait for the name: it appears when ready
+    while True:
+        conn, req = requests.get()
+        if req is not None:
+            with contextlib.suppress(OSError):  # a client gone: nothing to answer
+                conn.sendall((json.dumps(_answer(K, req)) + "\n").encode())
+            continue
+        conn.close()
+        with count:
+            clients[0] -= 1
+            if clients[0] > 0:
+                continue
+        with FileLock(path + ".lock"), count:  # no client is connecting now
+            if clients[0] == 0:
+                os.unlink(path)
+                return
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    worker(sys.argv[2])
+    worker(sys.argv[2], sys.argv[3])
 elif __name__ == "__main__":
-    sys.exit("usage: python tests/kcache.py worker k3|k2")
+    sys.exit("usage: python tests/kcache.py worker k3|k2 SOCKET")
