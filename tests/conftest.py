@@ -4,14 +4,26 @@ must run, and a missing TensorFlow is a failure, never a skip."""
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
-import cli_server
-import kcache
-import numpy as np
-import pytest
-from kcache import needs_keras
+# One thread per process: two pytest workers, the Keras workers and the CLI's processes
+# already share the cores, and pool threads spinning for work cost ~10 % of the CPU. Set
+# before numpy, torch or TensorFlow is loaded here; the processes started from here inherit it.
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+):
+    os.environ.setdefault(_var, "1")
+
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cli_server  # noqa: E402
+import kcache  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from kcache import needs_keras  # noqa: E402
 
 __all__ = ["needs_keras"]  # for the test modules that import it from here
 
