@@ -37,15 +37,17 @@ def keras_worker(tmp_path_factory):
     and ``port --check`` in any subprocess served by its warm Keras worker (started on the
     first request, stopped at the end)."""
     kcache.configure(shared_tmp(tmp_path_factory) / "kcache")
-    old = os.environ.get("RNNSIN_KERAS_CMD")
-    os.environ["RNNSIN_KERAS_CMD"] = kcache.serve_checks()
+    names = ("RNNSIN_KERAS_CMD", "RNNSIN_KERAS_RUN_CMD")
+    old = {n: os.environ.get(n) for n in names}
+    os.environ.update(dict.fromkeys(names, kcache.serve_checks()))
     yield
     kcache.stop()
     cli_server.stop()
-    if old is None:
-        os.environ.pop("RNNSIN_KERAS_CMD", None)
-    else:
-        os.environ["RNNSIN_KERAS_CMD"] = old
+    for n, value in old.items():
+        if value is None:
+            os.environ.pop(n, None)
+        else:
+            os.environ[n] = value
 
 
 @pytest.fixture(scope="session")

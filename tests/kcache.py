@@ -38,8 +38,8 @@ start on the first miss. ``keras_cases([dict(code=..., api=...), ...])`` submits
 at once (a module's fixture: one round trip per API). A test module without Keras installed
 skips (with ``CI=true`` it fails).
 
-The same workers serve ``port --check`` in CLI subprocesses (``serve_checks`` sets
-``RNNSIN_KERAS_CMD`` to ``tests/keras_client.py``) and run whole Keras scripts
+The same workers serve ``port --check`` and ``compare``'s Keras run in CLI subprocesses
+(``serve_checks``: ``RNNSIN_KERAS_CMD`` and ``RNNSIN_KERAS_RUN_CMD`` name ``tests/keras_client.py``) and run whole Keras scripts
 (``run_script``: tests/keras_factory.py and the file-format tests' builders).
 
 Run as ``python tests/kcache.py worker k3|k2 SOCKET``: a worker shared by the session's
@@ -403,6 +403,10 @@ class _CheckHandler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         req = json.loads(self.rfile.readline())
         argv = req["argv"]
+        if argv[:1] == ["run"]:  # `python -m keras_ref run ...` (compare): Keras 3
+            reply = workers().get("k3").request({"op": "run", **req})
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+            return
         model = argv[argv.index("--") + 1] if "--" in argv else argv[-1]
         arch = next((a.split("=", 1)[1] for a in argv if a.startswith("--arch=")), None)
         try:
@@ -414,8 +418,9 @@ class _CheckHandler(socketserver.StreamRequestHandler):
 
 
 def serve_checks() -> str:
-    """Serve ``port --check``'s Keras side from the workers; returns the value for
-    ``RNNSIN_KERAS_CMD`` (a client that forwards its arguments here)."""
+    """Serve ``port --check``'s Keras side (and ``compare``'s ``keras_ref run``) from the
+    workers; returns the value for ``RNNSIN_KERAS_CMD`` and ``RNNSIN_KERAS_RUN_CMD`` (a
+    client that forwards its arguments here)."""
     folder = tempfile.mkdtemp(prefix="kc-")  # short: a socket path has ~100 characters
     path = os.path.join(folder, "s")
     server = socketserver.ThreadingUnixStreamServer(path, _CheckHandler)
@@ -508,19 +513,20 @@ def build_case(K, req: dict) -> None:
     (d / "meta.json").write_text(json.dumps(meta))
 
 
-def _check(req: dict) -> dict:
-    from keras_ref import port_check
-
-    err, here = io.StringIO(), os.getcwd()
+def _main(module: str, req: dict) -> dict:
+    """``python -m MODULE ARGV`` in this process: ``main(argv)`` in the request's folder,
+    its stdout and stderr captured."""
+    main = importlib.import_module(module).main
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
     try:
         os.chdir(req["cwd"])
-        with contextlib.redirect_stderr(err):
-            rc = port_check.main(req["argv"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(req["argv"])
     except SystemExit as e:  # argparse
         rc = e.code if isinstance(e.code, int) else 2
     finally:
         os.chdir(here)
-    return {"ok": True, "rc": rc, "stderr": err.getvalue()}
+    return {"ok": True, "rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
 def _script(req: dict) -> dict:
@@ -542,7 +548,9 @@ def _answer(K, req: dict) -> dict:
             build_case(K, req)
             return {"ok": True}
         if req["op"] == "check":
-            return _check(req)
+            return _main("keras_ref.port_check", req)
+        if req["op"] == "run":
+            return _main("keras_ref.__main__", req)
         fresh_names(K)  # layer names as in a fresh process
         return _script(req)
     except BaseException:

@@ -1,6 +1,6 @@
-"""``python tests/keras_client.py SOCKET ARGS...``: ``keras_ref.port_check ARGS...`` run by
-the test session's warm Keras worker (tests/kcache.py ``serve_checks``) instead of a new
-Keras process. Standard library only, so that it starts in a few milliseconds."""
+"""``python tests/keras_client.py SOCKET ARGS...``: ``keras_ref.port_check ARGS...`` (or
+``keras_ref run ...``) run by the test session's warm Keras worker (tests/kcache.py
+``serve_checks``) instead of a new Keras process. Standard library only, so that it starts in a few milliseconds."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def main(argv: list[str]) -> int:
     if not reply.get("ok"):
         sys.stderr.write(reply.get("error", "the Keras worker failed") + "\n")
         return 2
+    sys.stdout.write(reply.get("stdout", ""))
     sys.stderr.write(reply["stderr"])
     return reply["rc"]
 

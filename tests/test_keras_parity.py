@@ -163,7 +163,7 @@ def test_lightning_run_reaches_keras_weights(kr, tmp_path):
         assert np.abs(a - b).max() <= TOL
 
 
-def test_keras_ref_reads_back_every_setting_compare_hands_it(kr):
+def test_keras_ref_reads_back_every_setting_compare_hands_it(kr, monkeypatch):
     from keras_ref.__main__ import parser
     from torch_rnnsin.lesson.compare import keras_command
     from torch_rnnsin.lesson.flags import config_from
@@ -172,6 +172,7 @@ def test_keras_ref_reads_back_every_setting_compare_hands_it(kr):
         TrainConfig(lr=0.1, shuffle=False, seed=7, hidden=3, batch_size=17, noise=0.1),
         TrainConfig(train_mode="stateful", targets="seq", streams=7, epochs=3, seq_len=4),
     ):
+        monkeypatch.delenv("RNNSIN_KERAS_RUN_CMD", raising=False)  # the session's warm one
         cmd = keras_command(cfg, "o", None, None)
         assert cmd[1:3] == ["-m", "keras_ref"]
         got = config_from(parser().parse_args(cmd[3:]), accelerator=cfg.accelerator)

@@ -10,6 +10,8 @@ above the tolerance (1e-5) the comparison fails.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +75,12 @@ def format_table(rows: list[dict], mses: dict) -> str:
 def keras_command(
     cfg: TrainConfig, out: Path, keras_model: str | None, init_keras: str | None
 ) -> list[str]:
-    """``python -m keras_ref run`` with every setting spelled out (none left to its defaults)."""
-    cmd = [sys.executable, "-m", "keras_ref", "run", "--out", str(out)]
+    """``python -m keras_ref run`` with every setting spelled out (none left to its defaults).
+    ``RNNSIN_KERAS_RUN_CMD`` may name another command for ``python -m keras_ref`` (the tests
+    point it at a Keras process kept warm for the session)."""
+    base = os.environ.get("RNNSIN_KERAS_RUN_CMD")
+    cmd = [*(shlex.split(base) if base else [sys.executable, "-m", "keras_ref"])]
+    cmd += ["run", "--out", str(out)]
     for f in dataclasses.fields(TrainConfig):
         value = getattr(cfg, f.name)
         if f.name == "accelerator":
