@@ -16,7 +16,10 @@ for _var in (
 ):
     os.environ.setdefault(_var, "1")
 
+import contextlib  # noqa: E402
+import importlib.util  # noqa: E402
 import subprocess  # noqa: E402
+import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cli_server  # noqa: E402
@@ -130,21 +133,62 @@ def keras2(keras3):
 @pytest.fixture(scope="session")
 def keras_models(tmp_path_factory):
     """Every model of tests/keras_factory.py, built once per session (both Keras APIs,
-    two subprocesses) and shared by the xdist workers: a keras_factory.Built."""
+    side by side in the two Keras workers) and shared by the xdist workers: a
+    keras_factory.Built."""
     needs_keras("keras", "tensorflow", "tf_keras")
+    return build_keras_models(shared_tmp(tmp_path_factory))
+
+
+def build_keras_models(root: Path):
+    """tests/keras_factory.py's models in ``root``, built by the first caller (any xdist
+    worker, any thread); a failure is remembered for the others."""
     import keras_factory
     from filelock import FileLock
 
-    root = shared_tmp(tmp_path_factory)
     out, failed = root / "keras_factory", root / "keras_factory.failed"
     with FileLock(str(root / "keras_factory.lock")):
         if failed.exists():
-            pytest.fail(failed.read_text())
+            raise RuntimeError(failed.read_text())
         try:
             return keras_factory.build(out)
         except Exception as e:
             failed.write_text(f"{type(e).__name__}: {e}")
             raise
+
+
+def build_graph_models(root: Path) -> Path:
+    """tests/graph_models.py's models in ``root``, built once for all xdist workers."""
+    from filelock import FileLock
+
+    out = root / "graph_models"
+    with FileLock(str(root / "graph_models.lock")):
+        if not (out / "cases.json").exists():
+            script = ROOT / "tests" / "graph_models.py"
+            err = kcache.run_script(script, ["build", str(out)], "k3").wait()
+            assert err is None, err
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def keras_models_early(request, tmp_path_factory, keras_worker):
+    """When this session's tests use the Keras model folders, start building them now, in
+    the background (the Keras workers build; this process runs the first tests meanwhile)."""
+    uses = {f for item in request.session.items for f in getattr(item, "fixturenames", ())}
+    wanted = [
+        b
+        for f, b in (("keras_models", build_keras_models), ("built", build_graph_models))
+        if f in uses
+    ]
+    if not wanted or any(importlib.util.find_spec(m) is None for m in ("keras", "tf_keras")):
+        return
+    root = shared_tmp(tmp_path_factory)
+
+    def quietly(build) -> None:
+        with contextlib.suppress(Exception):  # a failure is the fixture's to report
+            build(root)
+
+    for build in wanted:
+        threading.Thread(target=quietly, args=(build,), daemon=True).start()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import kcache
 import numpy as np
 import pytest
 import torch
-from conftest import needs_keras, shared_tmp
+from conftest import build_graph_models, needs_keras, shared_tmp
 
 from torch_rnnsin.port.model import load_keras_model, save_keras_model
 
@@ -29,14 +29,7 @@ def _keras(*args: str) -> None:
 def built(tmp_path_factory) -> Path:
     """The Keras models, built once for all xdist workers."""
     needs_keras("keras", "tensorflow", "tf_keras")
-    from filelock import FileLock
-
-    root = shared_tmp(tmp_path_factory)
-    out = root / "graph_models"
-    with FileLock(str(root / "graph_models.lock")):
-        if not (out / "cases.json").exists():
-            _keras("build", str(out))
-    return out
+    return build_graph_models(shared_tmp(tmp_path_factory))
 
 
 def _cases() -> list[str]:
