@@ -4,8 +4,8 @@ non-trivial weights, run by Keras's own predict (eagerly, as ``port --check`` ru
 graph costs about a second a model and computes the same), and saved (Keras 3: .keras and .h5; Keras 2:
 .h5). One process builds them all; the tests read the folder.
 
-    python tests/graph_models.py build OUT      every case: OUT/<case>.<ext>, OUT/<case>.npz,
-                                                OUT/cases.json
+    python tests/graph_models.py build OUT [API]  every case (of one API): OUT/<case>.<ext>,
+                                                OUT/<case>.npz, OUT/cases.json (cases_API.json)
     python tests/graph_models.py predict DIR    Keras 3 predicts DIR/*.keras on the inputs of
                                                 DIR/<case>.npz (the ported models written back)
 """
@@ -197,14 +197,17 @@ def as_list(y) -> list:
     return [np.asarray(a) for a in y] if isinstance(y, list | tuple) else [np.asarray(y)]
 
 
-def build(out: Path) -> None:
+def build(out: Path, apis: tuple[str, ...] = ("k3", "k2")) -> None:
+    """Every case of ``apis`` into ``out``; the manifest: ``cases.json`` for both APIs,
+    ``cases_<api>.json`` for one (the test session builds the halves side by side)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import tf_keras
-
     out.mkdir(parents=True, exist_ok=True)
     manifest = {}
-    for api, K in (("k3", keras), ("k2", tf_keras)):
+    for api in apis:
+        if api == "k3":
+            import keras as K
+        else:
+            import tf_keras as K
         rng = np.random.default_rng(1 if api == "k3" else 2)
         for name, (model, xs) in cases(K, api, rng).items():
             if name not in SHARING:
@@ -220,10 +223,12 @@ def build(out: Path) -> None:
             }
             np.savez(out / f"{api}_{name}.npz", **arrays)
             manifest[f"{api}_{name}"] = {"files": files, "inputs": len(xs), "outputs": len(want)}
-    xs, want = cudnn(tf_keras, np.random.default_rng(3), out)
-    np.savez(out / "k2_cudnn.npz", x0=xs[0], y0=want[0])
-    manifest["k2_cudnn"] = {"files": ["k2_cudnn.h5"], "inputs": 1, "outputs": 1}
-    (out / "cases.json").write_text(json.dumps(manifest, indent=1))
+        if api == "k2":
+            xs, want = cudnn(K, np.random.default_rng(3), out)
+            np.savez(out / "k2_cudnn.npz", x0=xs[0], y0=want[0])
+            manifest["k2_cudnn"] = {"files": ["k2_cudnn.h5"], "inputs": 1, "outputs": 1}
+    name = "cases.json" if len(apis) == 2 else f"cases_{apis[0]}.json"
+    (out / name).write_text(json.dumps(manifest, indent=1))
 
 
 def predict(folder: Path) -> None:
@@ -246,4 +251,7 @@ def predict(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    {"build": build, "predict": predict}[sys.argv[1]](Path(sys.argv[2]))
+    if sys.argv[1] == "build":
+        build(Path(sys.argv[2]), tuple(sys.argv[3:]) or ("k3", "k2"))
+    else:
+        predict(Path(sys.argv[2]))
