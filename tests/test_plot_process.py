@@ -7,11 +7,10 @@ runner's process may hold TensorFlow's threads, and train.py forks only its own 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import cli_server
 import numpy as np
 import pytest
 
@@ -99,18 +98,17 @@ def test_a_library_caller_draws_in_process(tmp_path):
 
 
 def _fresh(name: str, tmp_path: Path) -> None:
-    """Run ``name(tmp_path)`` of this module in a fresh Python process."""
-    code = (
+    """Run ``name(tmp_path)`` of this module in a process with no other thread: a child of
+    tests/cli_server.py (the pytest worker has threads; a fork there could deadlock)."""
+    script = tmp_path / "fresh.py"
+    script.write_text(
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
         f"import test_plot_process as t; t.{name}(Path(sys.argv[2]))"
     )
+    work = tmp_path / "work"  # the function's own folder, without the script
+    work.mkdir()
     here = str(Path(__file__).parent)
-    r = subprocess.run(
-        [sys.executable, "-c", code, here, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = cli_server.run([str(script), here, str(work)], tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
 
 
