@@ -62,7 +62,8 @@ class Server:
         self.lock = threading.Lock()
 
     def _start(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="cli-")  # short: a socket path has ~100 characters
+        # /tmp, not TMPDIR: a socket's path has ~107 bytes
+        self.dir = tempfile.mkdtemp(prefix="cli-", dir="/tmp")
         self.path = os.path.join(self.dir, "s")
         fd, self.log = tempfile.mkstemp(prefix="cli-server-", suffix=".log")
         path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)

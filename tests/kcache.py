@@ -277,6 +277,9 @@ class Worker:
         """Connect to the running worker, or start it; under a lock the worker also takes
         before it exits, and held until the worker has counted this client."""
         path = str(cache_dir() / f"worker-{self.api}.sock")
+        if len(path) > 100:  # a socket's path has ~107 bytes: a long TMPDIR or KCACHE_DIR
+            key = hashlib.sha256(str(cache_dir()).encode()).hexdigest()[:16]
+            path = f"/tmp/kcw-{key}-{self.api}.sock"
         self.log = str(cache_dir() / f"worker-{self.api}.log")
         with FileLock(path + ".lock"):
             self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -421,7 +424,7 @@ def serve_checks() -> str:
     """Serve ``port --check``'s Keras side (and ``compare``'s ``keras_ref run``) from the
     workers; returns the value for ``RNNSIN_KERAS_CMD`` and ``RNNSIN_KERAS_RUN_CMD`` (a
     client that forwards its arguments here)."""
-    folder = tempfile.mkdtemp(prefix="kc-")  # short: a socket path has ~100 characters
+    folder = tempfile.mkdtemp(prefix="kc-", dir="/tmp")  # not TMPDIR: a socket path has ~107 bytes
     path = os.path.join(folder, "s")
     server = socketserver.ThreadingUnixStreamServer(path, _CheckHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
