@@ -13,8 +13,9 @@ speed, signals sent to a run) start real processes.
 
 The server runs one Python thread and checks before each fork that no thread started since
 its imports (a fork while another thread holds a lock can deadlock; the imports leave only
-the idle pools of OpenBLAS and onnxruntime, which handle a fork as multiprocessing's does). One per pytest worker, started on first use, stopped at
-the session's end (``stop``).
+the idle pools of OpenBLAS and onnxruntime, which handle a fork as multiprocessing's does).
+One per pytest worker, started on first use, stopped at the session's end (``stop``).
+``spawn`` and ``checkout_env`` also start tests/kcache.py's Keras workers.
 """
 
 from __future__ import annotations
@@ -54,6 +55,28 @@ PRELOAD = (  # what the commands import when they run (commands/ delays these)
 # ----------------------------------------------------------------------------- client
 
 
+def checkout_env(env: dict[str, str], **extra: str) -> dict[str, str]:
+    """``env`` with this checkout's packages first on PYTHONPATH, and ``extra``."""
+    path = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**env, **extra, "PYTHONPATH": path}
+
+
+def spawn(
+    what: str, cmd: list[str], socket_path: str, log: str, env: dict[str, str]
+) -> subprocess.Popen:
+    """Start a server process (its output appended to ``log``) and wait until it has bound
+    ``socket_path``, which it renames into place when ready; raise with its log if it dies."""
+    with open(log, "a") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT, env=env
+        )
+    while not os.path.exists(socket_path):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} died:\n{Path(log).read_text()[-3000:]}")
+        time.sleep(0.05)
+    return proc
+
+
 class Server:
     """The client side: the server process and its socket."""
 
@@ -66,21 +89,10 @@ class Server:
         self.dir = tempfile.mkdtemp(prefix="cli-", dir="/tmp")
         self.path = os.path.join(self.dir, "s")
         fd, self.log = tempfile.mkstemp(prefix="cli-server-", suffix=".log")
-        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a user's stdio
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, self.path],
-            stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=fd,
-            cwd=ROOT,
-            env={**env, "PYTHONPATH": path},  # this checkout's package first
-        )
         os.close(fd)
-        while not os.path.exists(self.path):  # the server binds after its imports
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the CLI server died:\n{Path(self.log).read_text()[-3000:]}")
-            time.sleep(0.05)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a user's stdio
+        cmd = [sys.executable, __file__, self.path]
+        self.proc = spawn("the CLI server", cmd, self.path, self.log, checkout_env(env))
 
     def connect(self) -> socket.socket:
         with self.lock:
@@ -128,7 +140,7 @@ def run(
         replies = s.makefile()
         pid = json.loads(replies.readline())["pid"]
         try:
-            stdout, stderr = _read_both(out_r, err_r, time.monotonic() + timeout)
+            out, err = _read_both(out_r, err_r, time.monotonic() + timeout)
         except subprocess.TimeoutExpired:
             os.kill(pid, signal.SIGKILL)
             raise subprocess.TimeoutExpired(argv, timeout) from None
@@ -136,7 +148,7 @@ def run(
     if not line:
         raise RuntimeError(f"the CLI server died:\n{Path(_SERVER.log).read_text()[-3000:]}")
     code = json.loads(line)["returncode"]
-    return subprocess.CompletedProcess([sys.executable, *argv], code, stdout, stderr)
+    return subprocess.CompletedProcess([sys.executable, *argv], code, out, err)
 
 
 def _read_both(out_r: int, err_r: int, deadline: float) -> tuple[str, str]:

@@ -42,7 +42,7 @@ The same workers serve ``port --check`` and ``compare``'s Keras run in CLI subpr
 (``serve_checks``: ``RNNSIN_KERAS_CMD`` and ``RNNSIN_KERAS_RUN_CMD`` name ``tests/keras_client.py``) and run whole Keras scripts
 (``run_script``: tests/keras_factory.py and the file-format tests' builders).
 
-Run as ``python tests/kcache.py worker k3|k2 SOCKET``: a worker shared by the session's
+Run as ``python tests/kcache.py worker k3|k2 SOCKET LOCK``: a worker shared by the session's
 pytest workers (one JSON request per line from each client, one JSON reply per line back).
 """
 
@@ -63,13 +63,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_server import checkout_env, spawn
 from filelock import FileLock
 
 from keras_ref.loading import api_of  # h5py only, no Keras
@@ -276,19 +276,19 @@ class Worker:
     def _connect(self) -> None:
         """Connect to the running worker, or start it; under a lock the worker also takes
         before it exits, and held until the worker has counted this client."""
-        path = str(cache_dir() / f"worker-{self.api}.sock")
-        if len(path) > 100:  # a socket's path has ~107 bytes: a long TMPDIR or KCACHE_DIR
-            key = hashlib.sha256(str(cache_dir()).encode()).hexdigest()[:16]
-            path = f"/tmp/kcw-{key}-{self.api}.sock"
+        # in /tmp, named after the cache folder: a socket's path has ~107 bytes, TMPDIR more
+        key = hashlib.sha256(str(cache_dir()).encode()).hexdigest()[:16]
+        path = f"/tmp/kcw-{key}-{self.api}.sock"
         self.log = str(cache_dir() / f"worker-{self.api}.log")
-        with FileLock(path + ".lock"):
+        lock = str(cache_dir() / f"worker-{self.api}.lock")
+        with FileLock(lock):
             self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 self.conn.connect(path)
             except (FileNotFoundError, ConnectionRefusedError):  # none, or a killed one's
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                self._start(path)
+                self._start(path, lock)
                 self.conn.connect(path)
             self.lines = self.conn.makefile("r")
             if self.lines.readline() != "counted\n":
@@ -296,23 +296,10 @@ class Worker:
                     f"the Keras worker ({self.api}) refused a client:\n{self.tail()}"
                 )
 
-    def _start(self, path: str) -> None:
-        pypath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        env["PYTHONPATH"] = pypath  # this checkout's packages first
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, __file__, "worker", self.api, path],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=ROOT,
-                env=env,
-            )
-        while not os.path.exists(path):  # it binds after importing Keras
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the Keras worker ({self.api}) died:\n{self.tail()}")
-            time.sleep(0.05)
+    def _start(self, path: str, lock: str) -> None:
+        env = checkout_env(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+        cmd = [sys.executable, __file__, "worker", self.api, path, lock]
+        self.proc = spawn(f"the Keras worker ({self.api})", cmd, path, self.log, env)
 
     def tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -407,16 +394,18 @@ class _CheckHandler(socketserver.StreamRequestHandler):
         req = json.loads(self.rfile.readline())
         argv = req["argv"]
         if argv[:1] == ["run"]:  # `python -m keras_ref run ...` (compare): Keras 3
-            reply = workers().get("k3").request({"op": "run", **req})
-            self.wfile.write((json.dumps(reply) + "\n").encode())
-            return
-        model = argv[argv.index("--") + 1] if "--" in argv else argv[-1]
-        arch = next((a.split("=", 1)[1] for a in argv if a.startswith("--arch=")), None)
-        try:
-            api = api_of(os.path.join(req["cwd"], model), arch and os.path.join(req["cwd"], arch))
-        except Exception:  # not a file Keras 2 wrote: Keras 3 reports what is wrong
-            api = "k3"
-        reply = workers().get(api).request({"op": "check", **req})
+            api, op = "k3", "run"
+        else:
+            op = "check"
+            model = argv[argv.index("--") + 1] if "--" in argv else argv[-1]
+            arch = next((a.split("=", 1)[1] for a in argv if a.startswith("--arch=")), None)
+            try:
+                api = api_of(
+                    os.path.join(req["cwd"], model), arch and os.path.join(req["cwd"], arch)
+                )
+            except Exception:  # not a file Keras 2 wrote: Keras 3 reports what is wrong
+                api = "k3"
+        reply = workers().get(api).request({"op": op, **req})
         self.wfile.write((json.dumps(reply) + "\n").encode())
 
 
@@ -560,7 +549,7 @@ def _answer(K, req: dict) -> dict:
         return {"ok": False, "error": traceback.format_exc()[-4000:]}
 
 
-def worker(api: str, path: str) -> None:
+def worker(api: str, path: str, lock: str) -> None:
     """Serve every client of ``path`` (the pytest workers), one request at a time in this
     thread (Keras's global state is not for threads), until the last client has left.
     Anything printed goes to the log."""
@@ -600,13 +589,13 @@ def worker(api: str, path: str) -> None:
             clients[0] -= 1
             if clients[0] > 0:
                 continue
-        with FileLock(path + ".lock"), count:  # no client is connecting now
+        with FileLock(lock), count:  # no client is connecting now
             if clients[0] == 0:
                 os.unlink(path)
                 return
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    worker(sys.argv[2], sys.argv[3])
+    worker(*sys.argv[2:5])
 elif __name__ == "__main__":
-    sys.exit("usage: python tests/kcache.py worker k3|k2 SOCKET")
+    sys.exit("usage: python tests/kcache.py worker k3|k2 SOCKET LOCK")

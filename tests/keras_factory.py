@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from port_helpers import keras_predict
 
 B, T, SPLIT = 3, 7, 3  # batch, length, first chunk's length for the state checks
 SCALE = 0.8
@@ -271,19 +272,10 @@ def as_list(y) -> list[np.ndarray]:
     return [np.asarray(y)]
 
 
-def eager(model):
-    """The same predict loop without tracing a graph: ~5 times cheaper for tiny models."""
-    model.compile(run_eagerly=True)
-    return model
-
-
-def predict(model, x: np.ndarray) -> list[np.ndarray]:
-    """Keras's own predict, in one batch: for an ``eager`` model its ``predict_on_batch``
-    (the same predict step without the data pipeline and callbacks: equal bit for bit, a
-    third of the time), else the default traced ``predict``."""
-    if model.run_eagerly:
-        return as_list(model.predict_on_batch(x))
-    return as_list(model.predict(x, batch_size=len(x), verbose=0))
+def predict(model, x: np.ndarray, eager: bool = True) -> list[np.ndarray]:
+    """Keras's own predict in one batch (``port_helpers.keras_predict``): eager (a stateful
+    model keeps its state between calls), or ``eager=False``, the default traced predict."""
+    return as_list(keras_predict(model, x, eager))
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -362,10 +354,10 @@ def build_k3(out: Path) -> dict:
         x = inputs_of(spec)
         arrays = {"x": x}
         if spec["name"] in GRAPH_CHECKED:  # Keras's default, traced predict
-            arrays.update({f"g{i}": y for i, y in enumerate(predict(model, x))})
-        arrays.update({f"y{i}": y for i, y in enumerate(predict(eager(model), x))})
+            arrays.update({f"g{i}": y for i, y in enumerate(predict(model, x, eager=False))})
+        arrays.update({f"y{i}": y for i, y in enumerate(predict(model, x))})
         if is_forward(spec):
-            twin = eager(build_model(keras, spec, stateful=True))
+            twin = build_model(keras, spec, stateful=True)
             twin.set_weights(weights)
             x1, x2 = x[:, :SPLIT], x[:, SPLIT:]
             (arrays["state_y1"],) = predict(twin, x1)  # state kept between calls
@@ -407,7 +399,7 @@ def build_k2(out: Path) -> dict:
         (d / "k2_config.json").write_text(model.to_json())
         cells = with_counted_cells(d / "k2.h5", d / "k2_old_names.h5", cells)
         x = inputs_of(spec)
-        y2 = predict(eager(model), x)
+        y2 = predict(model, x)
         np.savez(d / "k2.npz", **{f"y{i}": y for i, y in enumerate(y2)})
         manifest[spec["name"]] = [n for n in (layer.name for layer in model.layers)]
     for name in REFUSALS:
