@@ -202,6 +202,25 @@ SPECS: list[dict] = [
         rnn("GRU", 2),
         dense(1),
     ),
+    # streaming needs every layer on the time axis to act step by step: a pointwise front end
+    # streams (Keras's stateful twin agrees), a causal convolution does not (the twin's chunks
+    # differ from one call, and the port refuses a state)
+    case(
+        "pointwise_front",
+        2,
+        {"kind": "Conv1D", "filters": 4, "kernel_size": 1, "activation": "relu"},
+        {"kind": "LayerNormalization"},
+        rnn("GRU", 3, **RS),
+        td(dense(2)),
+        {"kind": "Softmax"},
+    ),
+    case(
+        "conv_front",
+        2,
+        {"kind": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "causal"},
+        rnn("GRU", 3, **RS),
+        dense(2),
+    ),
     case(
         "lstm_dropout_opts",
         2,
@@ -214,6 +233,9 @@ SPECS: list[dict] = [
 # Keras's default predict traces a graph (~0.2 s a model): the references are its eager
 # predict, and these cases check that both agree.
 GRAPH_CHECKED = ("lesson", "lstm", "gru", "grurb_back_seq", "bidi_lstm_none_seq", "stack_deep")
+
+
+MIXES_TIME = ("conv_front",)  # forward, but a layer mixes time steps: never streamed
 
 
 def is_forward(spec: dict) -> bool:

@@ -185,6 +185,36 @@ def test_lesson_stateful_prediction_model_checks(api, tmp_path):
     assert (tmp_path / "o.pt").exists()
 
 
+CONV_POOL = """
+model = keras.Sequential([keras.Input((30, 1)), layers.Conv1D(4, 3, name="c"),
+                          layers.MaxPooling1D(2), layers.GRU(5), layers.Dense(1)])
+"""
+FIXED = """
+model = keras.Sequential([keras.Input((8, 2)), layers.GRU(5, return_sequences=True),
+                          layers.Dense(1)])
+"""
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        (CONV_POOL, "not streamable: Conv1D 'c': its kernel spans 3 time steps"),
+        (FIXED, "the inputs fix the length to 8 steps"),
+    ],
+    ids=["conv-pool", "fixed-length"],
+)
+def test_check_says_why_it_feeds_no_chunks(script, why, tmp_path):
+    """A convolution over time cannot continue from a carried state, and a fixed length
+    cannot be cut in two: the check says so and passes on the rest (it failed, fed two
+    chunks of 15 steps, with 'expected shape (batch, 30, 1)')."""
+    case = keras_case(script, "k3")
+    r = port(str(case.path), str(tmp_path / "o.pt"), "--check", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"two chunks with the state: not applicable ({why})" in r.stdout
+    assert "within the tolerance" in r.stdout
+
+
 @pytest.mark.keras
 def test_file_names_starting_with_a_dash(tmp_path, monkeypatch):
     """The model after ``--``, the architecture as ``--arch=``: ``-m.weights.h5`` and

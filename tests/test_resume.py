@@ -29,7 +29,7 @@ FLAGS = [
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.2")
+    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.05")  # the 300 epochs take about 0.5 s
     full, killed = tmp_path / "full", tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *FLAGS, "--out", str(killed)],
@@ -40,8 +40,12 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     ckpt = killed / "last.ckpt"
     deadline = time.monotonic() + 120
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.6)  # well into training, a few checkpoints later
+        time.sleep(0.01)
+    first = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
+    while proc.poll() is None and time.monotonic() < deadline:  # into training: a later one
+        if ckpt.stat().st_mtime_ns != first:
+            break
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
@@ -106,7 +110,7 @@ def test_checkpoint_loads_without_unpickling_and_foreign_files_are_refused(small
 def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, monkeypatch):
     """Ctrl-C (SIGINT) is not a failure: exit status 130, a hint naming the folder, and
     --resume finishes the run with every epoch once."""
-    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.2")
+    monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.05")  # the 300 epochs take about 0.5 s
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *FLAGS, "--out", str(out)],

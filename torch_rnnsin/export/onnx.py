@@ -8,8 +8,9 @@ ONNX Runtime keeps nothing between calls, so the recurrent state is part of the 
 
 with B and T free (unless the Keras model fixes them). Feeding ``state_out_*`` back as ``state_in_*`` continues the same
 sequences, one step or one chunk at a time. The state tensors are the model's flat list
-(SimpleRNN / GRU: h; LSTM: h then c; layer order). Bidirectional and go_backwards models
-read the whole sequence at once and have no state to carry: their graph has ``x`` only.
+(SimpleRNN / GRU: h; LSTM: h then c; layer order). Models that are not streamable
+(Bidirectional, go_backwards, or a layer mixing time steps such as a Conv1D over time: see
+``PortedModel.streamable``) have no state to carry: their graph has ``x`` only.
 
 The graph comes from torch's TorchScript exporter, which turns ``nn.RNN`` / ``nn.LSTM`` /
 ``nn.GRU`` into ONNX's RNN / LSTM / GRU ops (one op per layer, any T). Our own cells
@@ -168,8 +169,8 @@ def export_onnx(model, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -
             )
         if not graph.streamable:
             warnings.warn(
-                f"{graph.kind} has {graph.why()}: exported without state inputs (every call "
-                "reads its whole sequence from the zero state)",
+                f"{graph.kind}: no state to carry ({graph.why()}): exported without state "
+                "inputs (every call reads its whole sequence from the zero state)",
                 UserWarning,
                 stacklevel=2,
             )
@@ -333,11 +334,6 @@ class Streaming(nn.Module):
         self.specs = input_specs(model)
         names = [s.name for s in self.specs]
         self.names = ["x"] if len(names) == 1 else [_onnx_name(n, i) for i, n in enumerate(names)]
-        self.stateless_layers = [
-            f"{getattr(b, 'keras_class', type(b).__name__)} {getattr(b, 'keras_name', '')!r}"
-            for b in getattr(model, "layers", [])
-            if not getattr(b, "streamable", True)
-        ]
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         xs, states = args[: len(self.specs)], list(args[len(self.specs) :])
@@ -401,20 +397,14 @@ class Streaming(nn.Module):
         return ", ".join(names)
 
     def why(self) -> str:
-        """Which layer has no state to carry, and why."""
-        reason = getattr(self.model, "why_not_streamable", lambda: None)()
-        if reason:
-            return f"a layer whose state cannot be carried ({reason})"
-        named = f" ({', '.join(self.stateless_layers)})" if self.stateless_layers else ""
-        return f"Bidirectional or go_backwards layers{named}"
+        """Why the model has no state to carry (the ported model names the layers)."""
+        return getattr(self.model, "why_not_streamable", lambda: None)() or "no state to carry"
 
     def metadata(self) -> dict[str, str]:
         if self.streamable:
             state = "kept: feed state_out_<k> back as state_in_<k>; zeros start a sequence"
         else:
-            state = (
-                f"none: {self.why()} read the whole sequence; every call starts from the zero state"
-            )
+            state = f"none ({self.why()}): every call reads its whole sequence from the zero state"
         return {
             "torch_rnnsin.model": self.kind,
             "torch_rnnsin.state": state,

@@ -152,16 +152,26 @@ class Table:
 
 
 def _chunks(model: Any, xs: list[torch.Tensor], T: int) -> tuple[str, list[torch.Tensor]]:
-    """The model's outputs on two chunks of the inputs, the state handed on."""
+    """The model's outputs on two chunks of the inputs, the state handed on: outputs that
+    keep the time axis joined along it, the others the second chunk's."""
     k = T // 2
     first, second = [x[:, :k] for x in xs], [x[:, k:] for x in xs]
     y1, state = model(*first, state=None, return_state=True)
     y2 = model(*second, state=state)
-    joined = []
-    for a, b in zip(_flat(y1), _flat(y2), strict=True):
-        seq = a.ndim >= 3 and a.shape[1] == k and b.shape[1] == T - k
-        joined.append(torch.cat([a, b], dim=1) if seq else b)
+    timed = getattr(model, "timed_outputs", None) or [a.ndim >= 3 for a in _flat(y1)]
+    joined = [
+        torch.cat([a, b], dim=1) if t else b
+        for a, b, t in zip(_flat(y1), _flat(y2), timed, strict=True)
+    ]
     return f"two chunks ({k} + {T - k} steps), state carried", joined
+
+
+def _fixed_length(model: Any) -> int | None:
+    """The time length every input fixes (then two shorter chunks cannot be fed), or None."""
+    for spec in input_specs(model):
+        if len(spec.shape) >= 2 and spec.shape[1] is not None:
+            return spec.shape[1]
+    return None
 
 
 def _torch_side(
@@ -173,8 +183,18 @@ def _torch_side(
     with torch.no_grad():  # thread-local: entered in the thread that runs the model
         ours = {n: _flat(t) for n, t in model.layer_outputs(*txs)}
         ys = _flat(model(*txs))
-        chunks = _chunks(model, txs, T) if getattr(model, "streamable", False) and T >= 2 else None
+        chunked = getattr(model, "streamable", False) and T >= 2 and _fixed_length(model) is None
+        chunks = _chunks(model, txs, T) if chunked else None
     return ours, ys, chunks
+
+
+def _no_chunks(model: Any) -> str:
+    """Why the check feeds no two chunks."""
+    if not getattr(model, "streamable", False):
+        why = getattr(model, "why_not_streamable", lambda: None)()
+        return f"not streamable: {why}" if why else "not streamable"
+    n = _fixed_length(model)
+    return f"the inputs fix the length to {n} steps" if n else "one step"
 
 
 def compare(model: Any, keras_path: Path, keras_arch: Path | None, out=print) -> float:
@@ -195,7 +215,7 @@ def compare(model: Any, keras_path: Path, keras_arch: Path | None, out=print) ->
     if chunks is not None:
         table.row(chunks[0], outputs, chunks[1])
     else:
-        out("two chunks with the state: not applicable (not streamable, or one step)")
+        out(f"two chunks with the state: not applicable ({_no_chunks(model)})")
     if len(ys) != len(outputs):
         table.worst = float("inf")
         out(f"Keras gives {len(outputs)} model outputs, torch {len(ys)}")

@@ -85,35 +85,59 @@ class PortedModel(nn.Module):
 
     @property
     def streamable(self) -> bool:
-        """Every recurrent call can continue from a carried state (none reads backwards, is
-        shared, or takes its initial state from another layer)."""
-        return bool(self._carried) and all(self._why_not(c) is None for c in self._stateful_calls())
+        """Two chunks with the state handed on give what one call gives: the model has a
+        recurrent layer, every recurrent call can carry its state (none reads backwards, is
+        shared, or takes its initial state from another layer), and every layer that sees the
+        time axis computes each step from the same step (no convolution or pooling over time,
+        no attention, no Flatten across it)."""
+        return not self._streaming()[0]
 
     def why_not_streamable(self) -> str | None:
         """The layers that keep the model from carrying its state, and why (None: it can)."""
-        reasons = []
-        for c in self._stateful_calls():
-            why = self._why_not(c)
-            if why is not None:
-                b = self.block(c)
-                reasons.append(f"{b.keras_class} {b.keras_name!r}: {why}")
-        if not self._carried and not reasons:
-            reasons.append("no recurrent layer")
-        return "; ".join(dict.fromkeys(reasons)) or None
+        return (
+            "; ".join(f"{who}: {why}" if who else why for who, why in self._streaming()[0]) or None
+        )
 
-    def _stateful_calls(self) -> list[Call]:
-        return [
-            c for c in self.graph.calls if self.block(c).state_sizes or not self.block(c).streamable
-        ]
+    @property
+    def timed_outputs(self) -> list[bool]:
+        """Per model output: whether it keeps the streamed time axis (axis 1), so that chunks'
+        outputs join along it; otherwise the last chunk's output is the whole call's."""
+        return self._streaming()[1]
+
+    def _streaming(self) -> tuple[list[tuple[str, str]], list[bool]]:
+        """((layer, why) for each layer that cannot stream, timed flag per model output), from
+        one walk over the graph: every input carries the time axis at axis 1; each call says
+        which of its outputs keep it. The graph is fixed: computed once."""
+        done = self.__dict__.get("_stream")
+        if done is not None:
+            return done
+        timed: dict = {spec.tid: True for spec in self.graph.inputs}
+        reasons: list[tuple[str, str]] = []
+        for c in self.graph.calls:
+            b = self.block(c)
+            ins = [timed.get(t, False) for t in [*c.args, *_tids(c.kwargs)]]
+            n = len(b.output_specs)
+            why = self._why_not(c) if (b.state_sizes or not b.streamable) else None
+            if why is None and None in ins:  # behind a layer already named: nothing to add
+                flags: list | str = [None] * n
+            else:
+                flags = why or b.timed_outputs(ins)
+            if isinstance(flags, str):
+                reasons.append((f"{b.keras_class} {b.keras_name!r}", flags))
+                flags = [None] * n
+            for i, f in enumerate(flags):
+                timed[c.out(i)] = f
+        if not self._carried:
+            reasons.append(("", "no recurrent layer"))
+        outs = [bool(timed.get(t)) for t in self.graph.outputs]
+        done = self._stream = (list(dict.fromkeys(reasons)), outs)
+        return done
 
     def _why_not(self, c: Call) -> str | None:
+        """Why a recurrent call cannot carry its state (None: it can)."""
         b = self.block(c)
         if not b.streamable:
-            return getattr(b, "not_streamable", None) or (
-                "it reads the whole sequence backwards"
-                if b.keras_class == "Bidirectional"
-                else "go_backwards=True reads the sequence from its end"
-            )
+            return b.not_streamable
         if "initial_state" in c.kwargs:
             return "its initial state comes from another layer"
         if self.graph.counts[c.layer.path] > 1:
@@ -121,15 +145,12 @@ class PortedModel(nn.Module):
         return None
 
     def _refuse_state(self) -> None:
-        for c in self._stateful_calls():
-            why = self._why_not(c)
-            if why is not None:
-                b = self.block(c)
-                raise Refused(
-                    f"{b.keras_class} {b.keras_name!r}: state in/out is not supported: {why}, so a chunk cannot continue from a carried state"
-                )
-        if not self._carried:
-            raise Refused("state in/out: the model has no recurrent layer")
+        for who, why in self._streaming()[0]:
+            if not who:
+                raise Refused("state in/out: the model has no recurrent layer")
+            raise Refused(
+                f"{who}: state in/out is not supported: {why}, so a chunk cannot continue from a carried state"
+            )
 
     def _split_state(self, state, B: int) -> dict[int, list]:
         shapes = [(B, *s) for c in self._carried for s in self.block(c).state_shapes]
@@ -296,6 +317,16 @@ def dims_text(shape, time_note: str = "") -> str:
         )
         + ")"
     )
+
+
+def _tids(kwargs: dict) -> list:
+    """The tensor ids among a call's named arguments (initial_state, mask, value, ...)."""
+    out = []
+    for v in kwargs.values():
+        for w in v if isinstance(v, list) else [v]:
+            if isinstance(w, tuple) and len(w) == 3 and isinstance(w[0], str):
+                out.append(w)
+    return out
 
 
 def _resolve(v, env):

@@ -13,11 +13,13 @@ from torch import nn
 from ...common.errors import Refused
 from ..tables import Part, Row
 from .base import Block, Layer, Spec, entry, kind
-from .norm import axes
+from .norm import axes, over_time
 
 
 class ReLU(Block):
     """Keras's relu(x, negative_slope, max_value, threshold), step by step as Keras computes it."""
+
+    steps = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, slope: float, max_value, threshold: float):
         super().__init__(layer, [x])
@@ -61,6 +63,8 @@ def relu(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Leaky(Block):
+    steps = "elementwise"
+
     def __init__(self, layer: Layer, x: Spec, slope: float):
         super().__init__(layer, [x])
         self.slope = slope
@@ -92,6 +96,10 @@ class PReLU(Block):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x) - self.alpha * F.relu(-x)  # alpha broadcasts over the batch
 
+    def mixes_steps(self) -> str | None:
+        shared = self.alpha.dim() < 1 or self.alpha.shape[0] == 1
+        return None if shared else "its alpha has one value per time step (axis 1 not shared)"
+
     def parts(self) -> list[Part]:
         return [Part("", self, (Row("alpha", "alpha"),))]
 
@@ -114,6 +122,8 @@ def prelu(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class ELU(Block):
+    steps = "elementwise"
+
     def __init__(self, layer: Layer, x: Spec, alpha: float):
         super().__init__(layer, [x])
         self.alpha = alpha
@@ -145,6 +155,9 @@ class Softmax(Block):
     def apply(self, xs, masks, kwargs, state=None):
         mask = kwargs.get("mask", masks[0] if masks else None)  # an explicit mask= wins
         return [self(xs[0], mask=mask)], self.compute_mask(xs, masks), None
+
+    def mixes_steps(self) -> str | None:
+        return over_time(self.axes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None:
@@ -182,6 +195,8 @@ def softmax(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Thresholded(Block):
+    steps = "elementwise"
+
     def __init__(self, layer: Layer, x: Spec, theta: float):
         super().__init__(layer, [x])
         self.theta = theta
@@ -204,6 +219,8 @@ def thresholded_relu(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Rescaling(Block):
+    steps = "elementwise"
+
     def __init__(self, layer: Layer, x: Spec, scale: float, offset: float):
         super().__init__(layer, [x])
         self.scale, self.offset = scale, offset

@@ -79,6 +79,9 @@ KERAS2: dict[str, Fn] = {
 }
 
 
+ACROSS_FEATURES = {"softmax", "log_softmax", "glu"}  # over the last axis; the rest elementwise
+
+
 def activation(layer: Layer, key: str = "activation", default: str | None = "linear") -> str:
     """The activation option's name, refused unless we compute it for the file's Keras."""
     value = layer.cfg.get(key, default)
@@ -102,6 +105,15 @@ class ActivationBlock(Block):
         self.activation = activation(layer, default=None)
         self.fn = function(self.activation, layer.keras)
         self.config = {"activation": self.activation}
+
+    def mixes_steps(self) -> str | None:
+        if self.activation in ACROSS_FEATURES:
+            return (
+                None
+                if self.output_specs[0].rank >= 3
+                else f"{self.activation} acts across axis 1, the time axis"
+            )
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)

@@ -61,6 +61,9 @@ class Attention(Block):
         t = torch.tanh(t * self.scale if self.scale is not None else t)
         return self.concat_score_weight * t.sum(-1)
 
+    def mixes_steps(self) -> str | None:
+        return "attention weighs time steps against each other"
+
     def forward(self, q, v, k=None, mask=None, causal: bool = False):
         qm, vm = [*mask, None, None][:2] if mask is not None else (None, None)
         s = self.scores(q, v if k is None else k)  # (B, Tq, Tv)
@@ -165,6 +168,9 @@ class MultiHeadAttention(Block):
             "output_shape": [o],
             "attention_axes": [1],
         }
+
+    def mixes_steps(self) -> str | None:
+        return "attention weighs time steps against each other"
 
     def forward(self, q, v, k=None, attention_mask=None):
         k = v if k is None else k

@@ -247,7 +247,13 @@ class Block(nn.Module):
     takes_mask = False  # forward accepts mask= (a (B, T) bool tensor)
     mask_rule = "pass"  # the output mask: "pass" the first input's, or "none"
     state_sizes: tuple[int, ...] = ()  # the carried state (B, H) tensors, for streaming
-    streamable = True  # a chunk can continue from a carried state
+    streamable = True  # a recurrent block: a chunk can continue from its carried state
+    # Streaming (two chunks with the state handed on = one call) needs every layer that sees
+    # the streamed time axis (axis 1) to compute each step from the same step of its inputs:
+    #   "elementwise"  value by value (any rank)
+    #   "features"     across the axes after time (so only with a time axis apart: rank >= 3)
+    #   ""             it mixes steps (``mixes_steps`` says how); the default: a kind opts in
+    steps = ""
     own_code = ""  # "" when the maths is torch's own module; else why our own module
     loops_in_python = False  # its torch code steps through time in a Python loop (ConvLSTM)
 
@@ -277,6 +283,25 @@ class Block(nn.Module):
         outs = list(y) if isinstance(y, list | tuple) else [y]
         return outs, self.compute_mask(xs, masks), None
 
+    # --- streaming ---------------------------------------------------------------------------
+    def mixes_steps(self) -> str | None:
+        """Why this layer, fed the streamed time axis (axis 1), makes an output step depend on
+        other steps (so a chunk differs from its part of one call); None: step by step."""
+        if self.steps == "elementwise":
+            return None
+        if self.steps == "features":
+            rank = self.output_specs[0].rank if self.output_specs else 0
+            return None if rank >= 3 else "it acts across axis 1, the time axis"
+        return "it combines time steps"
+
+    def timed_outputs(self, timed: list[bool]) -> list[bool] | str:
+        """Which outputs keep the streamed time axis, given which tensor inputs have it (the
+        first call arguments, then the named ones); or why a chunk cannot be computed alone."""
+        n = len(self.output_specs)
+        if not any(timed):
+            return [False] * n
+        return self.mixes_steps() or [True] * n
+
     # --- weights, write-back, inspect ----------------------------------------------------------
     def parts(self) -> list[Part]:
         """The weight tables, in Keras's get_weights() order."""
@@ -294,6 +319,26 @@ class Block(nn.Module):
     def describe(self) -> list[str]:
         """Inspect lines beyond the weight tables (the torch modules and flags)."""
         return []
+
+
+def carried_outputs(block: Block, timed: list[bool], sequences: bool) -> list[bool] | str:
+    """A recurrent layer's outputs when its state is carried: the sequence output keeps the
+    time axis (return_sequences), the last output and the states do not."""
+    if not timed[0]:
+        return "its sequence input does not come from the streamed inputs"
+    return [sequences] + [False] * (len(block.output_specs) - 1)
+
+
+def window_steps(what: str, k, s, last: bool) -> str | None:
+    """Why a window (kernel or pool) of sizes ``k`` and strides ``s`` over the spatial axes
+    mixes time steps when axis 1 is streamed; None: one step wide, stride 1, channels last."""
+    if not last:
+        return "with channels_first, axis 1 (the streamed one) is its channels"
+    if k[0] != 1:
+        return f"its {what} spans {k[0]} time steps"
+    if s[0] != 1:
+        return f"its stride {s[0]} skips time steps"
+    return None
 
 
 def entry(cls: str, config: dict) -> dict:

@@ -18,6 +18,7 @@ MERGES = ("concat", "sum", "mul", "ave", None)
 
 class Bidirectional(Block):
     streamable = False
+    not_streamable = "it reads the whole sequence backwards"
 
     def __init__(self, layer: Layer, mode: str | None, fwd: Recurrent, bwd: Recurrent, x: Spec):
         y = fwd.output_specs[0]

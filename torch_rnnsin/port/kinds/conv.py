@@ -19,7 +19,7 @@ from torch import nn
 
 from ..tables import Part, Row
 from .activations import activation, function
-from .base import Block, Layer, Spec, kind, with_shape
+from .base import Block, Layer, Spec, kind, window_steps, with_shape
 
 CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -142,6 +142,9 @@ class Conv(Block):
         if self.padding == "causal":
             return [((self.k[0] - 1) * self.d[0], 0)]
         return [(0, 0)] * self.n
+
+    def mixes_steps(self) -> str | None:
+        return window_steps("kernel", self.k, self.s, self.last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..tables import Part, Row
 from .activations import activation, function
-from .base import Block, Layer, Spec, kind, with_shape
+from .base import Block, Layer, Spec, kind, window_steps, with_shape
 from .conv import CONVS, DATA_FORMATS, out_size, pad_explicit, same_pads, spatial, to_first, to_last
 
 OPTIONS = {
@@ -75,6 +75,9 @@ class Depthwise(Block):
             "activation": act,
             "use_bias": use_bias,
         } | ({"filters": filters} if separable else {})
+
+    def mixes_steps(self) -> str | None:
+        return window_steps("kernel", self.k, self.s, self.last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
@@ -159,6 +162,9 @@ class Transpose1D(Block):
     @staticmethod
     def length(size: int, k: int, s: int, padding: str) -> int:
         return size * s + (max(k - s, 0) if padding == "valid" else 0)
+
+    def mixes_steps(self) -> str | None:
+        return f"a transposed convolution spreads each step over {self.k} steps"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:

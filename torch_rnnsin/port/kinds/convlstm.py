@@ -22,7 +22,7 @@ from torch import nn
 from ...common.errors import Refused
 from ..tables import Part, Row
 from .activations import activation, function
-from .base import Block, Layer, Spec, kind, with_shape
+from .base import Block, Layer, Spec, carried_outputs, kind, with_shape
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 PERM = {1: (2, 1, 0), 2: (3, 2, 0, 1)}  # Keras (*K, In, Out) -> torch (Out, In, *K)
@@ -136,6 +136,9 @@ class ConvLSTM(Block):
             if seq:
                 ys.append(prev)
         return (torch.stack(ys, 1) if seq else None), prev, h, c
+
+    def timed_outputs(self, timed: list[bool]) -> list[bool] | str:
+        return carried_outputs(self, timed, self.flags["return_sequences"])
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
         y, new = self.run(x, list(state) or None, None)

@@ -26,6 +26,8 @@ IDENTITY = {
 
 
 class Identity(Block):
+    steps = "elementwise"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -44,6 +46,8 @@ def identity(layer: Layer, inputs: list[Spec]) -> Block:
 
 class Masking(Block):
     """Steps whose features all equal mask_value are masked, and set to 0 (as Keras does)."""
+
+    steps = "features"
 
     def __init__(self, layer: Layer, x: Spec, value: float):
         super().__init__(layer, [x])
@@ -74,6 +78,8 @@ def masking(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Embedding(Block):
+    steps = "elementwise"
+
     def __init__(self, layer: Layer, ids: Spec, vocab: int, dim: int, mask_zero: bool):
         super().__init__(layer, [Spec((*ids.shape, dim))])
         self.embedding = nn.Embedding(vocab, dim)

@@ -14,6 +14,8 @@ from .base import Block, Layer, Spec, build, entry, kind, with_shape
 
 
 class Dense(Block):
+    steps = "features"
+
     def __init__(self, layer: Layer, x: Spec):
         layer.check({"units", "activation", "use_bias"})
         units = layer.option("units", kind=int)
@@ -51,6 +53,8 @@ def dense(layer: Layer, inputs: list[Spec]) -> Block:
 
 class TimeDistributed(Block):
     """The inner layer applied to every time step: (B, T, ...) -> (B * T, ...) -> (B, T, ...)."""
+
+    steps = "elementwise"  # each step on its own, whatever the inner layer does
 
     def __init__(self, layer: Layer, inner: Block, x: Spec):
         ys = [with_shape(s, (x.shape[0], *s.shape)) for s in inner.output_specs]

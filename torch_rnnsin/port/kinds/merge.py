@@ -41,6 +41,8 @@ def _broadcast(layer: Layer, inputs: list[Spec]) -> Spec:
 
 
 class Merge(Block):
+    steps = "elementwise"
+
     def __init__(self, layer: Layer, inputs: list[Spec], y: Spec):
         super().__init__(layer, [y])
         self.op, self.keras = ELEMENTWISE[layer.cls], layer.keras
@@ -76,6 +78,13 @@ class Concatenate(Block):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=self.axis)
+
+    def mixes_steps(self) -> str | None:
+        return (
+            "it concatenates along axis 1, the time axis"
+            if self.axis % (len(self.output_specs[0].shape) + 1) == 1
+            else None
+        )
 
     def compute_mask(self, xs, masks):
         if all(m is None for m in masks):
@@ -125,6 +134,9 @@ def concatenate(layer: Layer, inputs: list[Spec]) -> Block:
 
 class Dot(Block):
     """Keras's batch_dot of two inputs over ``axes`` (after L2 normalisation with normalize)."""
+
+    def mixes_steps(self) -> str | None:
+        return "its batch dot pairs or sums time steps"
 
     def __init__(self, layer: Layer, axes: tuple[int, int], normalize: bool, y: Spec):
         super().__init__(layer, [y])

@@ -54,7 +54,14 @@ def _affine_rows(block: nn.Module) -> list[Row]:
     return rows + ([Row("beta", "bias")] if block.bias is not None else [])
 
 
+def over_time(axes: list[int]) -> str | None:
+    """The reason a normalization over these Keras axes mixes time steps (axis 1), or None."""
+    return "it normalizes over axis 1, the time axis" if 1 in axes else None
+
+
 class BatchNorm(Block):
+    steps = "elementwise"  # moving statistics at inference
+
     def __init__(self, layer: Layer, x: Spec, axis: int, center: bool, scale: bool, eps: float):
         super().__init__(layer, [x])
         c = x.shape[axis - 1]
@@ -106,6 +113,9 @@ class LayerNorm(Block):
         if rms:
             self.config["rms_scaling"] = True
 
+    def mixes_steps(self) -> str | None:
+        return over_time(self.axes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(self.axes)
         y = x.movedim(self.axes, list(range(x.dim() - n, x.dim())))  # (B, ..., *normalized)
@@ -139,6 +149,9 @@ def layer_normalization(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class GroupNorm(Block):
+    def mixes_steps(self) -> str | None:
+        return "its group statistics span every time step"
+
     def __init__(
         self, layer: Layer, x: Spec, axis: int, groups: int, center: bool, scale: bool, eps: float
     ):
@@ -190,6 +203,9 @@ class RMSNorm(Block):
         self.weight = nn.Parameter(torch.ones(tuple(x.shape[a - 1] for a in ax)))
         self.config = {"axis": ax, "epsilon": eps}
 
+    def mixes_steps(self) -> str | None:
+        return over_time(self.axes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(self.axes)
         y = x.movedim(self.axes, list(range(x.dim() - n, x.dim())))  # (B, ..., *normalized)
@@ -218,6 +234,9 @@ class UnitNorm(Block):
         super().__init__(layer, [x])
         self.axes = ax
         self.config = {"axis": ax}
+
+    def mixes_steps(self) -> str | None:
+        return over_time(self.axes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inv = torch.rsqrt((x * x).sum(dim=self.axes, keepdim=True))

@@ -27,6 +27,7 @@ REDUCE = {"Any": torch.any, "All": torch.all}
 
 class Binary(Block):
     mask_rule = "none"
+    steps = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, fn):
         super().__init__(layer, [Spec(x.shape, "bool")])
@@ -74,6 +75,9 @@ class Reduce(Block):
         super().__init__(layer, [Spec(tuple(shape), "bool")])
         self.fn, self.axes, self.keepdims = REDUCE[layer.cls], tuple(axes), keepdims
         self.config = {"axis": axis, "keepdims": keepdims}
+
+    def mixes_steps(self) -> str | None:
+        return "it reduces over axis 1, the time axis" if 1 in self.axes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.bool()

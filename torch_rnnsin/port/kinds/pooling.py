@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Block, Layer, Spec, kind, with_shape
+from .base import Block, Layer, Spec, kind, window_steps, with_shape
 from .conv import DATA_FORMATS, pad_explicit, same_pads, spatial, to_first, to_last
 
 MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -47,6 +47,9 @@ class Pool(Block):
             "padding": padding,
             "data_format": fmt,
         }
+
+    def mixes_steps(self) -> str | None:
+        return window_steps("pool", self.k, self.s, self.last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
@@ -94,6 +97,9 @@ class GlobalPool(Block):
         self.takes_mask = op == "avg" and n == 1
         self.axes = tuple(range(1, n + 1)) if last else tuple(range(2, n + 2))
         self.config = {"data_format": fmt, "keepdims": keepdims}
+
+    def mixes_steps(self) -> str | None:
+        return "it pools over every time step"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.op == "max":

@@ -22,7 +22,7 @@ from torch import nn
 from ...common.errors import Refused
 from ..tables import Part, Row
 from .activations import activation, function
-from .base import Block, Layer, Spec, check_entry, kind, time_input
+from .base import Block, Layer, Spec, carried_outputs, check_entry, kind, time_input
 
 TRACING = torch.jit.is_tracing  # export traces the fused module, never the one-step form
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
@@ -323,6 +323,8 @@ class Cell(nn.Module):
 class Recurrent(Block):
     """One Keras recurrent layer: one cell (or a stack of cells, StackedRNNCells)."""
 
+    not_streamable = "go_backwards=True reads the sequence from its end"
+
     def __init__(
         self, layer: Layer, cells: list[Cell], flags: dict, cell_entries: list | None, x: Spec
     ):
@@ -364,6 +366,9 @@ class Recurrent(Block):
         if mask is not None and self.zero_output_for_mask and self.return_sequences:
             x = x * mask.unsqueeze(-1).to(x.dtype)
         return (x if self.return_sequences else x[:, -1]), new
+
+    def timed_outputs(self, timed: list[bool]) -> list[bool] | str:
+        return carried_outputs(self, timed, self.return_sequences)
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
         y, new = self.run(x, list(state) or None, None)

@@ -18,11 +18,16 @@ class Shape(Block):
 
     mask_rule = "none"
 
+    across_time = "it rearranges axis 1, the time axis"  # why it mixes steps (streaming)
+
     def __init__(self, layer: Layer, y: Spec, how: str, config: dict, **attrs):
         super().__init__(layer, [y])
         self.how, self.config = how, config
         for k, v in attrs.items():
             setattr(self, k, v)
+
+    def mixes_steps(self) -> str | None:
+        return self.across_time
 
     def describe(self) -> list[str]:
         return [f"  -> {self.how} (no parameters)"]
@@ -33,6 +38,8 @@ def _prod(dims) -> int | None:
 
 
 class Flatten(Shape):
+    across_time = "it flattens the time axis into features"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.first and x.dim() > 2:
             x = to_last(x)  # channels_first -> channels_last before flattening
@@ -79,6 +86,9 @@ def reshape(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Permute(Shape):
+    def mixes_steps(self) -> str | None:
+        return None if self.dims[0] == 1 else "it moves axis 1, the time axis"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, *self.dims)
 
@@ -94,6 +104,8 @@ def permute(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class RepeatVector(Shape):
+    across_time = "it repeats a vector over new time steps"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.unsqueeze(1).expand(-1, self.n, -1)  # (B, F) -> (B, n, F)
 
@@ -132,6 +144,8 @@ def pairs(layer: Layer, key: str, n: int, default) -> list[tuple[int, int]]:
 class PadCrop(Shape):
     """ZeroPadding / Cropping on the spatial axes (channels_first inside)."""
 
+    across_time = "it pads or crops the time axis"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.last:
             x = to_first(x)  # (B, ..., C) -> (B, C, ...)
@@ -168,6 +182,8 @@ def pad_crop(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class UpSampling(Shape):
+    across_time = "it repeats time steps, so a chunk's steps are not the input's"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, s in enumerate(self.size):
             x = x.repeat_interleave(s, dim=self.axes[i])
