@@ -1,5 +1,5 @@
 """Streaming is only exact when every layer that sees the time axis computes each step from the
-same step: each registered layer kind declares it (``Block.steps`` / ``mixes_steps`` /
+same step: each registered layer kind declares it (``Block.per_step`` / ``mixes_steps`` /
 ``timed_outputs``), and this file holds every declaration to what the block computes.
 
 A probe perturbs one input step and looks at which output steps move, and rolls the input

@@ -19,7 +19,7 @@ from .norm import axes, over_time
 class ReLU(Block):
     """Keras's relu(x, negative_slope, max_value, threshold), step by step as Keras computes it."""
 
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, slope: float, max_value, threshold: float):
         super().__init__(layer, [x])
@@ -63,7 +63,7 @@ def relu(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Leaky(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, slope: float):
         super().__init__(layer, [x])
@@ -122,7 +122,7 @@ def prelu(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class ELU(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, alpha: float):
         super().__init__(layer, [x])
@@ -195,7 +195,7 @@ def softmax(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Thresholded(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, theta: float):
         super().__init__(layer, [x])
@@ -219,7 +219,7 @@ def thresholded_relu(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Rescaling(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, scale: float, offset: float):
         super().__init__(layer, [x])

@@ -253,7 +253,7 @@ class Block(nn.Module):
     #   "elementwise"  value by value (any rank)
     #   "features"     across the axes after time (so only with a time axis apart: rank >= 3)
     #   ""             it mixes steps (``mixes_steps`` says how); the default: a kind opts in
-    steps = ""
+    per_step = ""
     own_code = ""  # "" when the maths is torch's own module; else why our own module
     loops_in_python = False  # its torch code steps through time in a Python loop (ConvLSTM)
 
@@ -287,9 +287,9 @@ class Block(nn.Module):
     def mixes_steps(self) -> str | None:
         """Why this layer, fed the streamed time axis (axis 1), makes an output step depend on
         other steps (so a chunk differs from its part of one call); None: step by step."""
-        if self.steps == "elementwise":
+        if self.per_step == "elementwise":
             return None
-        if self.steps == "features":
+        if self.per_step == "features":
             rank = self.output_specs[0].rank if self.output_specs else 0
             return None if rank >= 3 else "it acts across axis 1, the time axis"
         return "it combines time steps"

@@ -26,7 +26,7 @@ IDENTITY = {
 
 
 class Identity(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -47,7 +47,7 @@ def identity(layer: Layer, inputs: list[Spec]) -> Block:
 class Masking(Block):
     """Steps whose features all equal mask_value are masked, and set to 0 (as Keras does)."""
 
-    steps = "features"
+    per_step = "features"
 
     def __init__(self, layer: Layer, x: Spec, value: float):
         super().__init__(layer, [x])
@@ -78,7 +78,7 @@ def masking(layer: Layer, inputs: list[Spec]) -> Block:
 
 
 class Embedding(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, ids: Spec, vocab: int, dim: int, mask_zero: bool):
         super().__init__(layer, [Spec((*ids.shape, dim))])

@@ -14,7 +14,7 @@ from .base import Block, Layer, Spec, build, entry, kind, with_shape
 
 
 class Dense(Block):
-    steps = "features"
+    per_step = "features"
 
     def __init__(self, layer: Layer, x: Spec):
         layer.check({"units", "activation", "use_bias"})
@@ -54,7 +54,7 @@ def dense(layer: Layer, inputs: list[Spec]) -> Block:
 class TimeDistributed(Block):
     """The inner layer applied to every time step: (B, T, ...) -> (B * T, ...) -> (B, T, ...)."""
 
-    steps = "elementwise"  # each step on its own, whatever the inner layer does
+    per_step = "elementwise"  # each step on its own, whatever the inner layer does
 
     def __init__(self, layer: Layer, inner: Block, x: Spec):
         ys = [with_shape(s, (x.shape[0], *s.shape)) for s in inner.output_specs]

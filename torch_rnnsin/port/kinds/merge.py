@@ -41,7 +41,7 @@ def _broadcast(layer: Layer, inputs: list[Spec]) -> Spec:
 
 
 class Merge(Block):
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, inputs: list[Spec], y: Spec):
         super().__init__(layer, [y])

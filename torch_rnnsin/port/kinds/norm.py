@@ -60,7 +60,7 @@ def over_time(axes: list[int]) -> str | None:
 
 
 class BatchNorm(Block):
-    steps = "elementwise"  # moving statistics at inference
+    per_step = "elementwise"  # moving statistics at inference
 
     def __init__(self, layer: Layer, x: Spec, axis: int, center: bool, scale: bool, eps: float):
         super().__init__(layer, [x])

@@ -27,7 +27,7 @@ REDUCE = {"Any": torch.any, "All": torch.all}
 
 class Binary(Block):
     mask_rule = "none"
-    steps = "elementwise"
+    per_step = "elementwise"
 
     def __init__(self, layer: Layer, x: Spec, fn):
         super().__init__(layer, [Spec(x.shape, "bool")])
