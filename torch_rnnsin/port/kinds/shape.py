@@ -61,6 +61,22 @@ class Reshape(Shape):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], *self.target)
 
+    def mixes_steps(self) -> str | None:
+        return None if self.keeps_time else "it reshapes across axis 1, the time axis"
+
+
+def keeps_time(x: Spec, target: tuple[int, ...]) -> bool:
+    """Each step reshaped on its own: axis 1 stays (-1 there, or the same known length) and
+    the rest holds one step's values, (B, T, 4) -> (B, T, 2, 2)."""
+    per_step = _prod(x.shape[1:])
+    if per_step is None or not target:
+        return False
+    if target[0] == -1:
+        return _prod(target[1:]) == per_step
+    rest = math.prod(d for d in target[1:] if d != -1)
+    fits = per_step % rest == 0 if -1 in target[1:] else per_step == rest
+    return x.shape[0] is not None and target[0] == x.shape[0] and fits
+
 
 @kind("Reshape")
 def reshape(layer: Layer, inputs: list[Spec]) -> Block:
@@ -82,6 +98,7 @@ def reshape(layer: Layer, inputs: list[Spec]) -> Block:
         f"reshape (B, {target})",
         {"target_shape": list(target)},
         target=target,
+        keeps_time=keeps_time(x, target),
     )
 
 
