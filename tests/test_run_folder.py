@@ -76,6 +76,22 @@ def test_a_locked_folder_is_refused_naming_the_writer(tmp_path, monkeypatch, cap
     assert call([*TINY, "--out", str(out)]) == 0  # unlocked, never written: usable
 
 
+def test_a_folder_being_written_names_its_writer_not_resume(tmp_path, monkeypatch, capsys):
+    """A running run has written its checkpoint: a second one is told who writes the folder,
+    not to add --resume (which would be refused too, while the first one runs)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    with runfolder.open_run_folder(out):
+        (out / "last.ckpt").write_bytes(b"x")
+        for extra in ([], ["--resume"]):
+            assert call([*TINY, "--out", str(out), *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"pid {os.getpid()} is writing this run folder" in err, err
+            assert "--resume to continue" not in err
+    assert call([*TINY, "--out", str(out)]) == 2  # finished (unlocked): now it is a run to resume
+    assert "add --resume to continue it" in capsys.readouterr().err
+
+
 def test_two_runs_with_the_same_out(tmp_path):
     """The second of two processes on one --out exits 2 naming the first, which finishes."""
     out = tmp_path / "run"
@@ -110,6 +126,27 @@ def test_two_runs_with_the_same_out(tmp_path):
         first.send_signal(signal.SIGINT)
         first.wait(timeout=60)
     assert first.returncode == 130
+
+
+def test_ctrl_c_while_lightning_is_imported_still_says_how_to_go_on(tmp_path):
+    """SIGINT as soon as the folder is locked lands in the ~2 s of imports before training:
+    exit 130 with the same hint as during training (was: a bare 'interrupted (Ctrl-C)')."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--epochs", "100000", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = out / PRIVATE / runfolder.LOCK
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
+            time.sleep(0.01)
+    finally:
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted; before its first checkpoint; start it again with the same --out {out}"
+    ), err
+    assert call([*TINY, "--out", str(out)]) == 0  # as the hint says
 
 
 def test_only_the_runs_own_temporaries_are_swept(small_run, tmp_path, monkeypatch):

@@ -77,18 +77,18 @@ def run(args: argparse.Namespace) -> int:
     ckpt = prepare(cfg, args.out, args.resume)
     out = args.out if args.out is not None else new_default_folder(Path("runs"))
     with open_run_folder(out, resume=ckpt is not None):  # before Lightning is imported
-        with frozen_imports():
-            from ..lesson.lightning.lit_module import NonFiniteLossError
-            from ..lesson.run import summary_table, train_in
-
         try:
-            metrics = train_in(cfg, out, init, ckpt, plot_children=True)
-        except NonFiniteLossError as e:
-            kept = out / CHECKPOINT
-            kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
-            sys.stderr.write(f"error: {e}{kept}\n")
-            return 1
-        except KeyboardInterrupt:
+            with frozen_imports():
+                from ..lesson.lightning.lit_module import NonFiniteLossError
+                from ..lesson.run import summary_table, train_in
+            try:
+                metrics = train_in(cfg, out, init, ckpt, plot_children=True)
+            except NonFiniteLossError as e:
+                kept = out / CHECKPOINT
+                kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
+                sys.stderr.write(f"error: {e}{kept}\n")
+                return 1
+        except KeyboardInterrupt:  # at any moment, the imports too
             if (out / CHECKPOINT).exists():
                 then = (
                     f"its checkpoint is kept; continue with the same flags and --out {out} --resume"

@@ -78,12 +78,19 @@ def check_out_path(out: Path, flag: str = "--out") -> None:
         raise Refused(f"{flag} {out}: cannot create a folder under {parent} (not writable)")
 
 
-def check_out_contents(out: Path, resume: bool, flag: str = "--out") -> None:
-    """New, empty, or ours: then ``--resume`` continues it, or it holds nothing yet."""
+def check_out_contents(
+    out: Path, resume: bool, flag: str = "--out", *, locked: bool = False
+) -> None:
+    """New, empty, or ours and not being written by another run (``locked``: by this one):
+    then ``--resume`` continues it, or it holds nothing yet."""
     if not out.exists():
         if resume:
             raise Refused(f"--resume: {flag} {out} does not exist; no run to continue")
         return
+    if not locked and _held_by_another(
+        out / PRIVATE / LOCK
+    ):  # its files are that run's, not a finished one's
+        raise _busy(out, flag)
     try:
         entries = sorted(e for e in os.listdir(out) if e != PRIVATE)
     except OSError as e:
@@ -144,12 +151,31 @@ def _make_folder(out: Path, flag: str) -> list[Path]:
     return created
 
 
-def _lock_holder(lock: Path) -> str:
+def _held_by_another(lock: Path) -> bool:
+    """Whether a live run holds the folder's lock (tried, never created or kept)."""
     try:
-        pid = lock.read_text().strip()
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # a flock is its open file's: closing ours leaves another's held
+    return False
+
+
+def _busy(out: Path, flag: str) -> Refused:
+    try:
+        pid = (out / PRIVATE / LOCK).read_text().strip()
     except OSError:
         pid = ""
-    return f"pid {pid}" if pid.isdigit() else "another process"
+    writer = f"pid {pid}" if pid.isdigit() else "another process"
+    return Refused(
+        f"{flag} {out}: {writer} is writing this run folder; "
+        "wait for it to finish or choose another folder"
+    )
 
 
 @contextlib.contextmanager
@@ -170,14 +196,11 @@ def open_run_folder(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             created, new_private = [], False  # the folder is the other process's: touch nothing
-            raise Refused(
-                f"{flag} {out}: {_lock_holder(private / LOCK)} is writing this run folder; "
-                "wait for it to finish or choose another folder"
-            ) from None
+            raise _busy(out, flag) from None
         _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        check_out_contents(out, resume, flag)  # again, now that no one else can write here
+        check_out_contents(out, resume, flag, locked=True)  # again, now that no one else can
         if not is_run_folder(out):
             write_json(
                 private / MARKER,
