@@ -19,6 +19,7 @@ for _var in (
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -30,6 +31,12 @@ import pytest  # noqa: E402
 from kcache import needs_keras  # noqa: E402
 
 __all__ = ["needs_keras"]  # for the test modules that import it from here
+
+# A suite started in the background (`nohup`, `cmd &` in a script) inherits SIGINT ignored,
+# and so would the runs the Ctrl-C tests start: they would ignore their Ctrl-C, as a program
+# should. A handled SIGINT is reset to the default by exec; an ignored one is not.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
