@@ -87,9 +87,8 @@ def check_out_contents(
         if resume:
             raise Refused(f"--resume: {flag} {out} does not exist; no run to continue")
         return
-    if not locked and _held_by_another(
-        out / PRIVATE / LOCK
-    ):  # its files are that run's, not a finished one's
+    # a live run's files are not a finished run's: name its writer, not --resume
+    if not locked and _held_by_another(out / PRIVATE / LOCK):
         raise _busy(out, flag)
     try:
         entries = sorted(e for e in os.listdir(out) if e != PRIVATE)
