@@ -21,6 +21,7 @@ import importlib.util  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -103,6 +104,44 @@ def run_module(
 
 
 SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]
+
+
+def start_train(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A real ``python train.py ARGS`` process (not the CLI server's fork), for the tests
+    that send it signals; stderr captured, with Python's fault handler on so that
+    ``interrupt`` can show where a run that ignores its Ctrl-C is."""
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """Ctrl-C for ``proc``; its stderr once it has exited. A run still there ``timeout``
+    seconds later fails the test with its signal masks and every thread's stack."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        try:
+            masks = [
+                line.strip()
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                if line.startswith(("SigBlk", "SigIgn", "SigCgt"))
+            ]
+        except OSError:
+            masks = []
+        proc.send_signal(signal.SIGABRT)  # the fault handler prints each thread's stack
+        try:
+            err = proc.communicate(timeout=10)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = proc.communicate()[1]
+        pytest.fail(f"still running {timeout:g} s after SIGINT ({', '.join(masks)}):\n{err}")
 
 
 @pytest.fixture(scope="session")

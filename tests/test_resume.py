@@ -8,9 +8,13 @@ import subprocess
 import sys
 import time
 
+import lightning.pytorch as pl
 import numpy as np
-from conftest import ROOT, SMALL, copy_run, run_cli
+import pytest
+from conftest import ROOT, SMALL, copy_run, interrupt, run_cli, start_train
 
+from torch_rnnsin.lesson import run
+from torch_rnnsin.lesson.config import TrainConfig
 from torch_rnnsin.lesson.convert import load_keras_weights
 from torch_rnnsin.lesson.preflight import load_checkpoint
 
@@ -113,18 +117,11 @@ def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSIN_CKPT_EVERY_S", "0.05")
     flags = [f if f != "300" else "800" for f in FLAGS]  # 1.5-5 s: SIGINT comes well before the end
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *flags, "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    proc = start_train(*flags, "--out", str(out))
     deadline = time.monotonic() + 120
     while not (out / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = interrupt(proc)
     assert proc.returncode == 130, err
     assert f"--out {out} --resume" in err
     assert "Traceback" not in err
@@ -135,3 +132,39 @@ def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, monkeypatch):
         int(line.split(",")[0]) for line in (out / "history.csv").read_text().splitlines()[1:]
     ]
     assert epochs == list(range(1, 801))
+
+
+class _InterruptedInAFinalizer:
+    """SIGINT while Python runs a finalizer: its KeyboardInterrupt is printed as
+    'Exception ignored' and lost, as when Ctrl-C lands in a generator being collected."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # bytecode, where the handler runs
+            pass
+
+
+class _CtrlCAtEpoch2(pl.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            _InterruptedInAFinalizer()
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_ends_the_run(tmp_path, monkeypatch):
+    """Was: the run trained on to its last epoch (a 100000-epoch run ignored its Ctrl-C).
+    Now the next batch raises it again; SIGINT's handler is Python's own afterwards."""
+    make = run.make_trainer
+
+    def with_ctrl_c(*args):
+        trainer = make(*args)
+        trainer.callbacks.append(_CtrlCAtEpoch2())
+        return trainer
+
+    monkeypatch.setattr(run, "make_trainer", with_ctrl_c)
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
+    with pytest.raises(KeyboardInterrupt):
+        run.train_run(TrainConfig(cycles=20, epochs=50), tmp_path / "r", progress=False)
+    assert [type(u.exc_value) for u in swallowed] == [KeyboardInterrupt]  # the first one was lost
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not (tmp_path / "r" / "metrics.json").exists()

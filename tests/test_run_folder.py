@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SMALL, copy_run, run_cli
+from conftest import SMALL, copy_run, interrupt, run_cli, start_train
 
 from torch_rnnsin import cli
 from torch_rnnsin.common import runfolder
@@ -95,21 +95,7 @@ def test_a_folder_being_written_names_its_writer_not_resume(tmp_path, monkeypatc
 def test_two_runs_with_the_same_out(tmp_path):
     """The second of two processes on one --out exits 2 naming the first, which finishes."""
     out = tmp_path / "run"
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "--cycles",
-            "60",
-            "--epochs",
-            "100000",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_train("--cycles", "60", "--epochs", "100000", "--out", str(out))
     try:
         lock = out / PRIVATE / runfolder.LOCK
         deadline = time.monotonic() + 60
@@ -123,25 +109,22 @@ def test_two_runs_with_the_same_out(tmp_path):
         assert f"pid {first.pid}" in r.stderr, r.stderr
         assert first.poll() is None  # the first one goes on
     finally:
-        first.send_signal(signal.SIGINT)
-        first.wait(timeout=60)
-    assert first.returncode == 130
+        err = interrupt(first)
+    assert first.returncode == 130, err
 
 
 def test_ctrl_c_while_lightning_is_imported_still_says_how_to_go_on(tmp_path):
     """SIGINT as soon as the folder is locked lands in the ~2 s of imports before training:
     exit 130 with the same hint as during training (was: a bare 'interrupted (Ctrl-C)')."""
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "train.py"), "--epochs", "100000", "--out", str(out)]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = start_train("--epochs", "100000", "--out", str(out))
     try:
         lock = out / PRIVATE / runfolder.LOCK
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
             time.sleep(0.01)
     finally:
-        p.send_signal(signal.SIGINT)
-        err = p.communicate(timeout=60)[1]
+        err = interrupt(p)
     assert p.returncode == 130, err
     assert err.strip().splitlines()[-1] == (
         f"interrupted; before its first checkpoint; start it again with the same --out {out}"

@@ -9,7 +9,6 @@ import csv
 import io
 import logging
 import os
-import signal
 import sys
 import time
 import warnings
@@ -25,7 +24,7 @@ from ..common.errors import Refused, one_line
 from ..common.runfolder import open_run_folder
 from .config import TrainConfig
 from .convert import keras_to_torch, save_keras_weights, torch_to_keras
-from .lightning.callbacks import AtomicCheckpoint, EpochProgress
+from .lightning.callbacks import AtomicCheckpoint, CtrlC, EpochProgress
 from .lightning.datamodule import SineDataModule
 from .lightning.lit_module import SinRNNModule
 from .metrics import prediction_mse
@@ -48,7 +47,8 @@ def quiet_lightning() -> None:
 
 def make_trainer(cfg: TrainConfig, out: Path, progress: bool) -> pl.Trainer:
     callbacks = [
-        AtomicCheckpoint(out / CHECKPOINT, every_s=float(os.environ.get("RNNSIN_CKPT_EVERY_S", 5)))
+        AtomicCheckpoint(out / CHECKPOINT, every_s=float(os.environ.get("RNNSIN_CKPT_EVERY_S", 5))),
+        CtrlC(),
     ]
     if progress:
         callbacks.append(EpochProgress())
@@ -142,14 +142,14 @@ def _train_in(
     if init_weights is not None:
         keras_to_torch(init_weights, module.model)
     trainer = make_trainer(cfg, out, progress)
-    saver = trainer.callbacks[0]
+    saver, ctrl_c = trainer.callbacks[:2]  # make_trainer's
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        with ctrl_c.armed():
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     except SystemExit:
         # Lightning turns Ctrl-C into sys.exit(1) after its callbacks ran: a KeyboardInterrupt
         # again, so that the caller can tell it from a failure (and exit 130).
         if saver.interrupted:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
             raise KeyboardInterrupt from None
         raise
     except Exception as e:
