@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, SMALL, copy_run, interrupt, run_cli, start_train
 
+from torch_rnnsin import cli
+from torch_rnnsin.commands import train as train_command
 from torch_rnnsin.lesson import run
 from torch_rnnsin.lesson.config import TrainConfig
 from torch_rnnsin.lesson.convert import load_keras_weights
@@ -168,3 +171,24 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_ends_the_run(tmp_path, monkeypa
     assert [type(u.exc_value) for u in swallowed] == [KeyboardInterrupt]  # the first one was lost
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_a_ctrl_c_lost_during_the_imports_still_ends_the_run(tmp_path, monkeypatch, capsys):
+    """The command notes Ctrl-C from before its imports: one lost there ends the run after
+    its first batch, with the usual hint and exit status (was: the whole run, exit 0)."""
+    imports = train_command.frozen_imports
+
+    @contextlib.contextmanager
+    def interrupted_imports():
+        with imports():
+            yield
+        _InterruptedInAFinalizer()
+
+    monkeypatch.setattr(train_command, "frozen_imports", interrupted_imports)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
+    out = tmp_path / "run"
+    assert cli.main(["--cycles", "20", "--epochs", "50", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("interrupted; "), err
+    assert not (out / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

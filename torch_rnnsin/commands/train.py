@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..common import interrupts
 from ..common.errors import Refused
 from ..common.runfolder import folder_arg, new_default_folder, open_run_folder
 from ..lesson.config import check_unused, validate
@@ -78,16 +79,17 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else new_default_folder(Path("runs"))
     with open_run_folder(out, resume=ckpt is not None):  # before Lightning is imported
         try:
-            with frozen_imports():
-                from ..lesson.lightning.lit_module import NonFiniteLossError
-                from ..lesson.run import summary_table, train_in
-            try:
-                metrics = train_in(cfg, out, init, ckpt, plot_children=True)
-            except NonFiniteLossError as e:
-                kept = out / CHECKPOINT
-                kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
-                sys.stderr.write(f"error: {e}{kept}\n")
-                return 1
+            with interrupts.noted():  # one lost in the imports is raised after the first batch
+                with frozen_imports():
+                    from ..lesson.lightning.lit_module import NonFiniteLossError
+                    from ..lesson.run import summary_table, train_in
+                try:
+                    metrics = train_in(cfg, out, init, ckpt, plot_children=True)
+                except NonFiniteLossError as e:
+                    kept = out / CHECKPOINT
+                    kept = f"; the last good checkpoint is kept: {kept}" if kept.exists() else ""
+                    sys.stderr.write(f"error: {e}{kept}\n")
+                    return 1
         except KeyboardInterrupt:  # at any moment, the imports too
             if (out / CHECKPOINT).exists():
                 then = (

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..common import interrupts
 from ..common.atomic import atomic_path, write_json, write_text
 from ..common.errors import Refused, one_line
 from ..common.runfolder import open_run_folder
@@ -142,9 +143,9 @@ def _train_in(
     if init_weights is not None:
         keras_to_torch(init_weights, module.model)
     trainer = make_trainer(cfg, out, progress)
-    saver, ctrl_c = trainer.callbacks[:2]  # make_trainer's
+    saver = trainer.callbacks[0]
     try:
-        with ctrl_c.armed():
+        with interrupts.noted():
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     except SystemExit:
         # Lightning turns Ctrl-C into sys.exit(1) after its callbacks ran: a KeyboardInterrupt

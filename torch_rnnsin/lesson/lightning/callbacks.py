@@ -3,16 +3,13 @@ one-line epoch progress."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
 
+from ...common import interrupts
 from ...common.atomic import atomic_path
 
 
@@ -54,38 +51,11 @@ class AtomicCheckpoint(pl.Callback):
 
 
 class CtrlC(pl.Callback):
-    """Ctrl-C ends the run even where its KeyboardInterrupt was swallowed.
-
-    Python raises KeyboardInterrupt wherever the main thread is when SIGINT arrives. In a
-    finalizer (a ``__del__``, a generator the garbage collector closes) it is printed as
-    'Exception ignored' and lost: the run went on to its last epoch. While ``armed``, the
-    handler also notes the signal, and the end of the next batch raises it again."""
-
-    def __init__(self) -> None:
-        self.pending = False
-
-    def _handler(self, signum: int, frame: object) -> None:
-        self.pending = True
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def armed(self) -> Iterator[None]:
-        """This handler while the body runs, where Python's own is in place (not where
-        SIGINT is ignored, as in a background job, or a caller handles it); afterwards the
-        previous one again (Lightning leaves SIGINT ignored after an interrupt)."""
-        main = threading.current_thread() is threading.main_thread()  # signal's own rule
-        previous = signal.getsignal(signal.SIGINT) if main else None
-        if previous is signal.default_int_handler:
-            signal.signal(signal.SIGINT, self._handler)
-        try:
-            yield
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+    """Raises a Ctrl-C noted by ``common.interrupts`` at the end of the next batch, in case
+    its KeyboardInterrupt was lost in a finalizer (see there)."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
+        interrupts.check()
 
 
 class EpochProgress(pl.Callback):
