@@ -106,17 +106,16 @@ def run_module(
 SMALL = ["--cycles", "60", "--epochs", "30", "--batch-size", "100"]
 
 
-def start_train(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_train(*args: str) -> subprocess.Popen:
     """A real ``python train.py ARGS`` process (not the CLI server's fork), for the tests
     that send it signals; stderr captured, with Python's fault handler on so that
     ``interrupt`` can show where a run that ignores its Ctrl-C is."""
-    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
 
 

@@ -16,6 +16,7 @@ from conftest import ROOT, SMALL, copy_run, interrupt, run_cli, start_train
 
 from torch_rnnsin import cli
 from torch_rnnsin.commands import train as train_command
+from torch_rnnsin.common import interrupts
 from torch_rnnsin.lesson import run
 from torch_rnnsin.lesson.config import TrainConfig
 from torch_rnnsin.lesson.convert import load_keras_weights
@@ -170,6 +171,10 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_ends_the_run(tmp_path, monkeypa
         run.train_run(TrainConfig(cycles=20, epochs=50), tmp_path / "r", progress=False)
     assert [type(u.exc_value) for u in swallowed] == [KeyboardInterrupt]  # the first one was lost
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        interrupts.check()
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C note was left behind: the process's next run would stop at once")
     assert not (tmp_path / "r" / "metrics.json").exists()
 
 

@@ -28,18 +28,21 @@ def noted() -> Iterator[None]:
     """The noting handler while the body runs, where Python's own is in place (not where
     SIGINT is ignored, as in a background job, or a caller handles it, or in a thread);
     afterwards the previous handler again (Lightning leaves SIGINT ignored after an
-    interrupt). Nested uses share one note."""
+    interrupt). Nested uses share one note, which the outermost clears on its way out: a
+    later run in this process, even one that cannot install the handler, starts unnoted."""
     global _pending
     main = threading.current_thread() is threading.main_thread()  # signal's own rule
     previous = signal.getsignal(signal.SIGINT) if main else None
-    if previous is signal.default_int_handler:
-        _pending = False
+    installed = previous is signal.default_int_handler
+    if installed:
         signal.signal(signal.SIGINT, _note)
     try:
         yield
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        if installed:
+            _pending = False
 
 
 def check() -> None:
